@@ -1,0 +1,80 @@
+"""Readers for the fine-tuning data sets, as the 2019 ``run_classifier`` processors read them.
+
+Every reader returns a list of :class:`InputExample` and raises ``ValueError`` naming the file and the line
+of any row it cannot read, so a broken download never turns into a silently wrong data set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from minibert.assets import data_path
+
+
+@dataclass(frozen=True)
+class InputExample:
+    """One example: a sentence (``text_b`` None) or a pair, and its label index (None where unlabelled)."""
+
+    guid: str
+    text_a: str
+    text_b: str | None = None
+    label: int | None = None
+
+
+MRPC_LABELS = ("0", "1")  # 1 = the two sentences are paraphrases
+CHNSENTICORP_LABELS = ("0", "1")  # 1 = positive review
+
+# GLUE's files for train/dev; the labelled MSR file for test (GLUE's own test.tsv has no labels).
+_MRPC_FILES = {"train": "train.tsv", "dev": "dev.tsv", "test": "msr_paraphrase_test.txt", "glue_test": "test.tsv"}
+
+
+def read_tsv(path: Path, num_columns: int) -> list[tuple[int, list[str]]]:
+    """Rows of a tab-separated file after its header, as (line number, fields).
+
+    Quotes are not special (MRPC and ChnSentiCorp have unbalanced ``"``), the UTF-8 BOM is dropped, and a row
+    with the wrong number of fields is an error that names the file and line.
+    """
+    rows = []
+    with open(path, encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if lineno == 1 or not line:
+                continue
+            fields = line.split("\t")
+            if len(fields) != num_columns:
+                raise ValueError(f"{path}, line {lineno}: expected {num_columns} tab-separated columns, "
+                                 f"found {len(fields)}: {line[:80]!r}")
+            rows.append((lineno, fields))
+    if not rows:
+        raise ValueError(f"{path}: no examples (the file is empty or has only a header)")
+    return rows
+
+
+def label_index(label: str, labels: tuple[str, ...], path: Path, lineno: int) -> int:
+    """Index of ``label`` in ``labels``; surrounding spaces are ignored (ChnSentiCorp test has ``"    0"``)."""
+    label = label.strip()
+    if label not in labels:
+        raise ValueError(f"{path}, line {lineno}: label {label!r} is not one of {list(labels)}")
+    return labels.index(label)
+
+
+def read_mrpc(split: str = "train", path: str | Path | None = None) -> list[InputExample]:
+    """MRPC sentence pairs: 'train' (3668), 'dev' (408), 'test' (1725, labelled MSR file), 'glue_test' (unlabelled)."""
+    if split not in _MRPC_FILES:
+        raise ValueError(f"MRPC split {split!r} does not exist; choose one of {list(_MRPC_FILES)}")
+    path = Path(path) if path is not None else data_path("mrpc", _MRPC_FILES[split])
+    examples = []
+    for lineno, (quality, id1, id2, s1, s2) in read_tsv(path, 5):
+        label = None if split == "glue_test" else label_index(quality, MRPC_LABELS, path, lineno)
+        examples.append(InputExample(f"{split}-{id1}-{id2}", s1, s2, label))
+    return examples
+
+
+def read_chnsenticorp(split: str = "train", path: str | Path | None = None) -> list[InputExample]:
+    """ChnSentiCorp reviews with sentiment labels: 'train' (9600), 'dev' (1200), 'test' (1200)."""
+    if split not in ("train", "dev", "test"):
+        raise ValueError(f"ChnSentiCorp split {split!r} does not exist; choose 'train', 'dev' or 'test'")
+    path = Path(path) if path is not None else data_path("chnsenticorp", f"{split}.tsv")
+    return [InputExample(f"{split}-{lineno}", text, None, label_index(label, CHNSENTICORP_LABELS, path, lineno))
+            for lineno, (label, text) in read_tsv(path, 2)]
