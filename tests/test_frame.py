@@ -1,0 +1,199 @@
+"""The course frame: where data and checkpoints come from, the fast/full switch, CI = README, notebook shape."""
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from minibert import assets, runtime
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+# --- data ---------------------------------------------------------------------------------------------------
+
+def test_data_path_reads_the_variable(tmp_path, monkeypatch):
+    (tmp_path / "mrpc").mkdir()
+    (tmp_path / "mrpc" / "train.tsv").write_text("x")
+    monkeypatch.setenv(assets.DATA_ENV, str(tmp_path))
+    assert assets.data_path("mrpc", "train.tsv") == tmp_path / "mrpc" / "train.tsv"
+
+
+def test_data_path_defaults_to_repo_data(monkeypatch):
+    monkeypatch.delenv(assets.DATA_ENV, raising=False)
+    assert assets.data_dir() == REPO / "data"
+    assert assets.data_path("README.md") == REPO / "data" / "README.md"
+
+
+def test_missing_file_names_path_variable_and_command(tmp_path, monkeypatch):
+    monkeypatch.setenv(assets.DATA_ENV, str(tmp_path))
+    with pytest.raises(FileNotFoundError) as err:
+        assets.data_path("mrpc", "train.tsv")
+    message = str(err.value)
+    assert str(tmp_path / "mrpc" / "train.tsv") in message
+    assert "MINIBERT_DATA" in message
+    assert "python -m minibert.assets download mrpc" in message
+
+
+def test_missing_file_without_variable_says_so(monkeypatch):
+    monkeypatch.delenv(assets.DATA_ENV, raising=False)
+    with pytest.raises(FileNotFoundError, match=r"MINIBERT_DATA is not set.*data/"):
+        assets.data_path("squad", "no-such.json")
+
+
+def test_vocab_path_by_name_and_by_path(tmp_path):
+    uncased = assets.vocab_path("bert-base-uncased")
+    assert uncased.name == "bert-base-uncased-vocab.txt"
+    assert sum(1 for _ in open(uncased, encoding="utf-8")) == 30522
+    assert assets.vocab_path(uncased.parent.parent / "vocab" / uncased.name) == uncased
+    with pytest.raises(FileNotFoundError, match="bert-base-uncased"):
+        assets.vocab_path(tmp_path / "nope.txt")
+
+
+def test_glue_mrpc_is_rebuilt_byte_for_byte(tmp_path):
+    """The download path builds train/dev/test.tsv from the MSR files exactly as GLUE's script did."""
+    source = assets.data_path("mrpc")
+    for name in ("msr_paraphrase_train.txt", "msr_paraphrase_test.txt", "dev_ids.tsv"):
+        shutil.copy(source / name, tmp_path / name)
+    assets.build_glue_mrpc(tmp_path)
+    for name in ("train.tsv", "dev.tsv", "test.tsv"):
+        assert (tmp_path / name).read_bytes() == (source / name).read_bytes(), name
+
+
+def test_download_fetches_from_sources_and_checks_sha256(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    shutil.copy(assets.data_path("lm_text", "sample_text.txt"), mirror / "sample_text.txt")
+    good = assets.DATASETS["lm_text"][0]
+    monkeypatch.setitem(assets.DATASETS, "lm_text", [assets.Remote(good.path, (mirror / "sample_text.txt").as_uri(),
+                                                                   good.sha256)])
+    monkeypatch.setenv(assets.DATA_ENV, str(tmp_path / "data"))
+    assets.download("lm_text")
+    fetched = tmp_path / "data" / "lm_text" / "sample_text.txt"
+    assert hashlib.sha256(fetched.read_bytes()).hexdigest() == good.sha256
+
+    bad = assets.Remote("lm_text/bad.txt", (mirror / "sample_text.txt").as_uri(), "0" * 64)
+    monkeypatch.setitem(assets.DATASETS, "lm_text", [bad])
+    with pytest.raises(ValueError, match="sha256"):
+        assets.download("lm_text")
+    assert not (tmp_path / "data" / "lm_text" / "bad.txt").exists()
+    assert not list((tmp_path / "data" / "lm_text").glob(".bad.txt*")), "a failed download left a temp file"
+
+
+def test_download_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown data set.*'mrpc'"):
+        assets.download("mrpcc")
+
+
+def test_unreachable_url_is_a_clear_connection_error(tmp_path):
+    with pytest.raises(ConnectionError, match="offline"):
+        assets._fetch("http://127.0.0.1:9/vocab.txt", tmp_path / "vocab.txt")
+    assert not any(tmp_path.iterdir())
+
+
+# --- checkpoints ----------------------------------------------------------------------------------------------
+
+def test_offline_checkpoint_is_the_packaged_minilm():
+    folder = assets.checkpoint_path(None)
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["num_hidden_layers"], config["hidden_size"], config["vocab_size"]) == (6, 384, 30522)
+    assert (folder / "model.safetensors").is_file() and (folder / "vocab.txt").is_file()
+    assert assets.checkpoint_path("all-MiniLM-L6-v2") == folder
+
+
+def test_local_folder_is_used_as_is(tmp_path):
+    assert assets.checkpoint_path(tmp_path) == tmp_path
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        assets.checkpoint_path(tmp_path / "missing")
+
+
+def test_hub_checkpoint_download_and_cache(tmp_path, monkeypatch):
+    """The real hub download code, pointed at a local mirror laid out like the hub (no network)."""
+    packaged = assets.checkpoint_path(None)
+    remote = tmp_path / "hub" / "bert-base-uncased" / "resolve" / "main"
+    remote.mkdir(parents=True)
+    for name in ("config.json", "vocab.txt", "model.safetensors"):
+        (remote / name).symlink_to(packaged / name)
+    monkeypatch.setenv(assets.HUB_ENV, (tmp_path / "hub").as_uri())
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    folder = assets.checkpoint_path("bert-base-uncased")
+    assert folder == tmp_path / "cache" / "bert-base-uncased"
+    for name in ("config.json", "vocab.txt", "model.safetensors"):
+        assert (folder / name).read_bytes() == (packaged / name).read_bytes()
+    shutil.rmtree(tmp_path / "hub")  # a second call is served from the cache
+    assert assets.checkpoint_path("bert-base-uncased") == folder
+
+
+def test_hub_checkpoint_falls_back_to_the_bin_file(tmp_path, monkeypatch):
+    remote = tmp_path / "hub" / "org" / "tiny" / "resolve" / "main"
+    remote.mkdir(parents=True)
+    for name, text in (("config.json", "{}"), ("vocab.txt", "[PAD]\n"), ("pytorch_model.bin", "weights")):
+        (remote / name).write_text(text)
+    monkeypatch.setenv(assets.HUB_ENV, (tmp_path / "hub").as_uri())
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    folder = assets.checkpoint_path("org/tiny")
+    assert (folder / "pytorch_model.bin").read_text() == "weights"
+    assert not (folder / "model.safetensors").exists()
+
+
+# --- mode -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["fast", "full"])
+def test_mode_from_variable(mode, monkeypatch):
+    monkeypatch.setenv(runtime.MODE_ENV, mode)
+    assert runtime.course_mode() == mode
+
+
+@pytest.mark.parametrize("cuda, expected", [(True, "full"), (False, "fast")])
+def test_mode_default_follows_the_gpu(cuda, expected, monkeypatch):
+    monkeypatch.delenv(runtime.MODE_ENV, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert runtime.course_mode() == expected
+
+
+def test_bad_mode_is_an_error(monkeypatch):
+    monkeypatch.setenv(runtime.MODE_ENV, "quick")
+    with pytest.raises(ValueError, match="'fast' or 'full'"):
+        runtime.course_mode()
+
+
+def test_environment_report_finds_data_and_checkpoint():
+    report = runtime.environment_report()
+    assert report["torch"] == torch.__version__
+    assert "MISSING" not in " ".join(report.values()), report
+
+
+# --- CI and README ----------------------------------------------------------------------------------------------
+
+def _readme_commands() -> list[str]:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    setup = readme.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```(?:bash|sh)\n(.+?)\n```", setup, flags=re.M | re.S)
+
+
+def test_ci_runs_the_readme_test_command():
+    commands = _readme_commands()
+    assert len(commands) == 2, f"the README's set-up should show two commands, found {commands}"
+    ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.startswith(("#", "set ", "cd "))]
+    assert ci == [commands[1]], f".ci/run runs {ci}, the README's test command is {commands[1]!r}"
+
+
+# --- notebooks --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_shape(path):
+    """Badge first, config cell (mode switch) then Colab setup cell, and no committed outputs."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    assert re.match(r"\d\d_\w+\.ipynb$", path.name)
+    badge = f"colab.research.google.com/github/minibert-course/minibert/blob/main/notebooks/{path.name}"
+    assert cells[0]["cell_type"] == "markdown" and badge in "".join(cells[0]["source"])
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    assert 'os.environ.get("MINIBERT_MODE")' in code[0], "first code cell must be the config cell"
+    assert '"google.colab" in sys.modules' in code[1], "second code cell must be the Colab setup cell"
+    assert all(not c.get("outputs") for c in cells if c["cell_type"] == "code"), "commit notebooks without outputs"
