@@ -1,0 +1,696 @@
+"""BERT's WordPiece tokenizer, written from scratch (Devlin et al. 2019, section 3; Wu et al. 2016, section 4.1).
+
+Text goes through two stages, as in Google's `tokenization.py` and pytorch-pretrained-bert 0.6.2:
+
+1. `BasicTokenizer`: drop NUL, U+FFFD and control characters, turn whitespace into spaces, put spaces around
+   CJK ideographs, NFC-normalise, split on whitespace, lower-case and strip accents (NFD, drop Mn) when asked,
+   and split off every punctuation character.
+2. `WordpieceTokenizer`: greedy longest-match-first over the vocabulary, `##` marking a piece that continues a
+   word; a word that cannot be covered, or is longer than `max_input_chars_per_word`, becomes one `[UNK]`.
+
+`BertTokenizer` joins the two, keeps the special tokens ([CLS], [SEP], ...) whole wherever they appear, and maps
+tokens to ids. Its output is token-for-token identical to the pure-Python reference
+(`transformers.models.bert.tokenization_bert_legacy.BertTokenizerLegacy`) and several times faster, thanks to
+a per-word cache, lazily precomputed character classes and a length bound in the WordPiece search.
+
+Encoding API used by the rest of minibert (fine-tuning, pretraining, viz)::
+
+    tok = BertTokenizer.from_pretrained("bert-base-uncased")   # or a vocab file, a folder, None (offline MiniLM)
+    tok.tokenize("Who was Jim Henson?")            # ['who', 'was', 'jim', 'henson', '?']
+    tok.encode(text_a, text_b=None, max_length=None, padding=False)
+        # -> {"input_ids": [...], "token_type_ids": [...], "attention_mask": [...]}  (lists of int)
+        # [CLS] a [SEP] (b [SEP]); pairs are truncated longest-first (`truncate_seq_pair`); padding=True pads
+        # to max_length with [PAD] (id 0, mask 0, type 0).
+    tok.batch_encode(texts_a, texts_b=None, max_length=128, padding="longest", return_tensors=True)
+        # -> {"input_ids", "token_type_ids", "attention_mask"}: LongTensors (batch, seq); padding="longest"
+        # pads to the longest sequence of the batch, "max_length" to max_length; return_tensors=False gives lists.
+    tok(texts)                                      # str -> encode(...), list -> batch_encode(...)
+    tok.decode(ids, skip_special_tokens=False)      # "who was jim henson ?": ## pieces merged
+
+A pair that cannot fit (`max_length < 3`) raises ValueError, as does an id outside the vocabulary; a text
+that is not a str raises TypeError.
+
+Where this differs from pytorch-pretrained-bert 0.6.2 it follows the reference instead (the tests check
+parity, and found no difference on MRPC, ChnSentiCorp and 10,000 generated strings):
+- the text is NFC-normalised before it is split, so 'e' + U+0301 and 'é' give the same tokens;
+- special tokens are kept whole even when glued to a word ('hello[SEP]world' -> hello [SEP] world);
+- a token outside the vocab maps to [UNK]'s id in `convert_tokens_to_ids` (0.6.2 raised KeyError).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import operator
+import os
+import re
+import unicodedata
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+logger = logging.getLogger(__name__)
+
+VOCAB_NAME = "vocab.txt"
+SPECIAL_TOKENS = ("[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]")
+_MAX_LEN_KNOWN = 512  # max_position_embeddings of every released BERT
+_CACHE_LIMIT = 200_000  # words kept in a tokenizer's cache before it is cleared
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Vocabulary
+
+
+def load_vocab(vocab_file: str | os.PathLike) -> "collections.OrderedDict[str, int]":
+    """Read a vocab file, one token a line, id = line number.
+
+    Only the newline is stripped: the Chinese vocab holds `\\u2028` tokens that `splitlines()` and `strip()`
+    would break (shifting every later id).
+    """
+    path = Path(vocab_file)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"vocab file not found: {str(path)!r}; expected a text file with one WordPiece token per line "
+            f"(e.g. bert-base-uncased's vocab.txt); get one with BertTokenizer.from_pretrained('bert-base-uncased')"
+        )
+    vocab: collections.OrderedDict[str, int] = collections.OrderedDict()
+    with open(path, "r", encoding="utf-8") as reader:
+        for index, line in enumerate(reader):
+            token = line.rstrip("\n")
+            if token in vocab:
+                logger.warning("vocab %s: token %r appears twice (lines %d and %d); the later id wins",
+                               path, token, vocab[token] + 1, index + 1)
+            vocab[token] = index
+    if not vocab:
+        raise ValueError(f"vocab file {str(path)!r} is empty; expected one WordPiece token per line")
+    return vocab
+
+
+def whitespace_tokenize(text: str) -> list[str]:
+    """Split on whitespace (Python's `str.split`, as the original does)."""
+    return text.split()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Character classes (Google's definitions; each a small pure function that can be tested alone)
+
+
+def _is_whitespace(char: str) -> bool:
+    """Space, tab, newline, carriage return, or any Unicode space separator (Zs)."""
+    if char in " \t\n\r":
+        return True
+    return unicodedata.category(char) == "Zs"
+
+
+def _is_control(char: str) -> bool:
+    """Any C* category (control, format, surrogate, private use, unassigned) except tab/newline/return."""
+    if char in "\t\n\r":
+        return False
+    return unicodedata.category(char).startswith("C")
+
+
+def _is_punctuation(char: str) -> bool:
+    """Every non-letter/number ASCII symbol (so `$`, `^`, `` ` `` split too) plus every Unicode P* category."""
+    cp = ord(char)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(char).startswith("P")
+
+
+def _is_chinese_char(cp: int) -> bool:
+    """CJK Unified Ideographs (and extensions, compatibility ideographs): Google's ranges, not kana or hangul."""
+    return (
+        0x4E00 <= cp <= 0x9FFF
+        or 0x3400 <= cp <= 0x4DBF
+        or 0x20000 <= cp <= 0x2A6DF
+        or 0x2A700 <= cp <= 0x2B73F
+        or 0x2B740 <= cp <= 0x2B81F
+        or 0x2B820 <= cp <= 0x2CEAF
+        or 0xF900 <= cp <= 0xFAFF
+        or 0x2F800 <= cp <= 0x2FA1F
+    )
+
+
+def _clean_text(text: str) -> str:
+    """Drop NUL, U+FFFD and control characters; map every whitespace character to a space."""
+    output = []
+    for char in text:
+        cp = ord(char)
+        if cp == 0 or cp == 0xFFFD or _is_control(char):
+            continue
+        output.append(" " if _is_whitespace(char) else char)
+    return "".join(output)
+
+
+def _tokenize_chinese_chars(text: str) -> str:
+    """Put spaces around every CJK ideograph, so each one becomes a word of its own."""
+    return "".join(f" {c} " if _is_chinese_char(ord(c)) else c for c in text)
+
+
+def _run_strip_accents(text: str) -> str:
+    """Decompose (NFD) and drop the non-spacing marks (Mn): 'é' -> 'e'."""
+    return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+
+
+def _run_split_on_punc(text: str) -> list[str]:
+    """Make every punctuation character a token of its own: 'hi,there!' -> ['hi', ',', 'there', '!']."""
+    output: list[str] = []
+    start_new_word = True
+    for char in text:
+        if _is_punctuation(char):
+            output.append(char)
+            start_new_word = True
+        else:
+            if start_new_word:
+                output.append("")
+            start_new_word = False
+            output[-1] += char
+    return output
+
+
+def _check_text(text: object, where: str) -> None:
+    if not isinstance(text, str):
+        hint = " (decode bytes first: text.decode('utf-8'))" if isinstance(text, (bytes, bytearray)) else ""
+        raise TypeError(f"{where} expects a str, got {type(text).__name__}: {text!r:.60}{hint}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# BasicTokenizer
+
+
+class BasicTokenizer:
+    """Cleaning, CJK splitting, lower-casing, accent stripping and punctuation splitting (no vocabulary)."""
+
+    def __init__(self, do_lower_case: bool = True, never_split: Iterable[str] = SPECIAL_TOKENS,
+                 tokenize_chinese_chars: bool = True, strip_accents: bool | None = None) -> None:
+        self.do_lower_case = do_lower_case
+        self.never_split = set(never_split or ())
+        self.tokenize_chinese_chars = tokenize_chinese_chars
+        # None follows do_lower_case, as in the original BERT (the 2019 library had no such argument).
+        self.strip_accents = strip_accents
+        # Character classes, filled lazily: each distinct character is classified once per tokenizer.
+        self._seen: set[str] = set()
+        self._changed: set[str] = set()  # characters that cleaning / CJK spacing rewrite
+        self._table: dict[int, str | None] = {}  # str.translate table for those characters
+        self._punct: set[str] = set()
+
+    # -- whole-text steps -------------------------------------------------------------------------------
+    def _learn_chars(self, chars: set[str]) -> None:
+        for char in chars - self._seen:
+            cp = ord(char)
+            if cp == 0 or cp == 0xFFFD or _is_control(char):
+                self._table[cp] = None
+            elif _is_whitespace(char):
+                if char != " ":
+                    self._table[cp] = " "
+            elif self.tokenize_chinese_chars and _is_chinese_char(cp):
+                self._table[cp] = f" {char} "
+            if cp in self._table:
+                self._changed.add(char)
+            if _is_punctuation(char):
+                self._punct.add(char)
+            self._seen.add(char)
+
+    def _words(self, text: str) -> list[str]:
+        """Clean, space CJK, NFC-normalise and split on whitespace: one C-speed pass per step."""
+        chars = set(text)
+        if not chars <= self._seen:
+            self._learn_chars(chars)
+        if not self._changed.isdisjoint(chars):
+            text = text.translate(self._table)
+        # The reference NFC-normalises here so that 'e' + U+0301 and 'é' give the same tokens.
+        if not text.isascii() and not unicodedata.is_normalized("NFC", text):
+            text = unicodedata.normalize("NFC", text)
+        return text.split()
+
+    # -- per-word steps -----------------------------------------------------------------------------------
+    def _split_word(self, word: str) -> list[str]:
+        """Lower-case / strip accents / split punctuation in one whitespace-free word."""
+        if self.do_lower_case:
+            word = word.lower()
+            if self.strip_accents is not False:
+                word = _run_strip_accents(word) if not word.isascii() else word
+        elif self.strip_accents:
+            word = _run_strip_accents(word) if not word.isascii() else word
+        chars = set(word)
+        if not chars <= self._seen:
+            self._learn_chars(chars)
+        if self._punct.isdisjoint(chars):
+            return word.split()  # accent stripping can leave nothing behind
+        return [piece for part in _run_split_on_punc(word) for piece in part.split()]
+
+    def tokenize(self, text: str, never_split: Iterable[str] | None = None) -> list[str]:
+        """Split text into words and punctuation; tokens in `never_split` pass through unchanged."""
+        _check_text(text, "BasicTokenizer.tokenize")
+        keep = self.never_split.union(never_split) if never_split else self.never_split
+        out: list[str] = []
+        for word in self._words(text):
+            if word in keep:
+                out.append(word)
+            else:
+                out.extend(self._split_word(word))
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# WordpieceTokenizer
+
+
+class WordpieceTokenizer:
+    """Greedy longest-match-first WordPiece (Wu et al. 2016): 'unaffable' -> ['un', '##aff', '##able']."""
+
+    def __init__(self, vocab: dict[str, int], unk_token: str = "[UNK]", max_input_chars_per_word: int = 100) -> None:
+        self.vocab = vocab
+        self.unk_token = unk_token
+        self.max_input_chars_per_word = max_input_chars_per_word
+        self._vocab_len = -1
+
+    def _bounds(self) -> tuple[int, int]:
+        """Longest token and longest `##` continuation: no longer substring can be in the vocab."""
+        if len(self.vocab) != self._vocab_len:
+            self._max_first = max((len(t) for t in self.vocab), default=0)
+            self._max_cont = max((len(t) - 2 for t in self.vocab if t.startswith("##")), default=0)
+            self._vocab_len = len(self.vocab)
+        return self._max_first, self._max_cont
+
+    def tokenize_word(self, word: str) -> list[str]:
+        """Pieces of one whitespace-free word (already through the basic tokenizer)."""
+        n = len(word)
+        if n > self.max_input_chars_per_word:
+            return [self.unk_token]
+        max_first, max_cont = self._bounds()
+        vocab = self.vocab
+        pieces = []
+        start = 0
+        while start < n:
+            # Try the longest candidate first; substrings longer than any vocab token are skipped.
+            end = min(n, start + (max_cont if start else max_first))
+            while end > start:
+                piece = word[start:end] if start == 0 else "##" + word[start:end]
+                if piece in vocab:
+                    break
+                end -= 1
+            else:
+                return [self.unk_token]  # some position cannot be covered: the whole word is unknown
+            pieces.append(piece)
+            start = end
+        return pieces
+
+    def tokenize(self, text: str) -> list[str]:
+        """WordPiece every whitespace-separated word of already basic-tokenized text."""
+        _check_text(text, "WordpieceTokenizer.tokenize")
+        return [piece for word in text.split() for piece in self.tokenize_word(word)]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# BertTokenizer
+
+
+def truncate_seq_pair(tokens_a: list, tokens_b: list, max_length: int) -> None:
+    """Truncate a pair in place, one token at a time from the longer one (BERT's `_truncate_seq_pair`).
+
+    Longest-first keeps more of a short sentence than cutting each side in proportion would.
+    """
+    while len(tokens_a) + len(tokens_b) > max_length:
+        if len(tokens_a) > len(tokens_b):
+            tokens_a.pop()
+        else:
+            tokens_b.pop()
+
+
+class BertTokenizer:
+    """End-to-end tokenizer: basic tokenization, then WordPiece, then ids (pytorch-pretrained-bert 0.6.2 API)."""
+
+    def __init__(self, vocab_file: str | os.PathLike, do_lower_case: bool = True, max_len: int | None = None,
+                 do_basic_tokenize: bool = True, never_split: Iterable[str] = SPECIAL_TOKENS, *,
+                 tokenize_chinese_chars: bool = True, strip_accents: bool | None = None,
+                 unk_token: str = "[UNK]", sep_token: str = "[SEP]", pad_token: str = "[PAD]",
+                 cls_token: str = "[CLS]", mask_token: str = "[MASK]") -> None:
+        self.vocab = load_vocab(vocab_file)
+        missing = [t for t in (unk_token, cls_token, sep_token) if t not in self.vocab]
+        if missing:
+            raise ValueError(
+                f"vocab file {str(vocab_file)!r} lacks the special token(s) {missing}; a BERT vocab needs "
+                f"{unk_token}, {cls_token} and {sep_token} (and {pad_token}, {mask_token}); use the vocab.txt "
+                f"that came with the checkpoint, or pass unk_token=/cls_token=/sep_token= to match your file"
+            )
+        self.ids_to_tokens = collections.OrderedDict((i, t) for t, i in self.vocab.items())
+        self.do_basic_tokenize = do_basic_tokenize
+        self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case, never_split=never_split,
+                                              tokenize_chinese_chars=tokenize_chinese_chars,
+                                              strip_accents=strip_accents)
+        self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab, unk_token=unk_token)
+        self.max_len = max_len if max_len is not None else int(1e12)
+        self.unk_token, self.sep_token, self.pad_token = unk_token, sep_token, pad_token
+        self.cls_token, self.mask_token = cls_token, mask_token
+        # Special tokens are kept whole even inside words ("hello[SEP]world"), as the reference does; other
+        # never_split tokens only when they stand alone between spaces (0.6.2's rule).
+        specials = {unk_token, sep_token, pad_token, cls_token, mask_token}
+        keep = sorted(specials & self.basic_tokenizer.never_split, key=len, reverse=True)
+        self._special_re = re.compile("|".join(map(re.escape, keep))) if keep else None
+        self._cache: dict[str, list[str]] = {}
+
+    # -- properties -------------------------------------------------------------------------------------
+    @property
+    def do_lower_case(self) -> bool:
+        return self.basic_tokenizer.do_lower_case
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def _special_id(self, token: str, role: str) -> int:
+        if token not in self.vocab:
+            raise ValueError(f"the vocab has no {role} token {token!r}; add it to vocab.txt or pass "
+                             f"{role}_token= with the token your vocab uses")
+        return self.vocab[token]
+
+    @property
+    def pad_token_id(self) -> int:
+        return self._special_id(self.pad_token, "pad")
+
+    @property
+    def cls_token_id(self) -> int:
+        return self._special_id(self.cls_token, "cls")
+
+    @property
+    def sep_token_id(self) -> int:
+        return self._special_id(self.sep_token, "sep")
+
+    @property
+    def mask_token_id(self) -> int:
+        return self._special_id(self.mask_token, "mask")
+
+    @property
+    def unk_token_id(self) -> int:
+        return self._special_id(self.unk_token, "unk")
+
+    # -- tokens -----------------------------------------------------------------------------------------
+    def _segments(self, text: str) -> Iterable[tuple[str, bool]]:
+        """Split text around the special tokens: (segment, is_special) pairs."""
+        if self._special_re is None or not self._special_re.search(text):
+            yield text, False
+            return
+        start = 0
+        for m in self._special_re.finditer(text):
+            if m.start() > start:
+                yield text[start:m.start()], False
+            yield m.group(), True
+            start = m.end()
+        if start < len(text):
+            yield text[start:], False
+
+    def _word_pieces(self, word: str) -> list[str]:
+        """WordPiece tokens of one whitespace-separated word (cached: real text repeats its words)."""
+        basic = self.basic_tokenizer
+        if word in basic.never_split:
+            pieces = [word]
+        elif self.do_basic_tokenize:
+            pieces = [p for tok in basic._split_word(word) for p in self.wordpiece_tokenizer.tokenize_word(tok)]
+        else:
+            pieces = self.wordpiece_tokenizer.tokenize_word(word)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[word] = pieces
+        return pieces
+
+    def tokenize(self, text: str) -> list[str]:
+        """Text -> WordPiece tokens, e.g. 'UNwant\\u00e9d,running' -> ['un', '##want', '##ed', ',', 'runn', '##ing']."""
+        _check_text(text, "BertTokenizer.tokenize")
+        out: list[str] = []
+        cache = self._cache
+        for segment, special in self._segments(text):
+            if special:
+                out.append(segment)
+                continue
+            words = self.basic_tokenizer._words(segment) if self.do_basic_tokenize else segment.split()
+            for word in words:
+                pieces = cache.get(word)
+                out.extend(pieces if pieces is not None else self._word_pieces(word))
+        return out
+
+    def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
+        """Tokens -> ids; a token outside the vocab maps to [UNK]'s id. Warns past max_len, as 0.6.2 did."""
+        vocab = self.vocab
+        unk = vocab[self.unk_token]
+        ids = [vocab.get(t, unk) for t in tokens]
+        if len(ids) > self.max_len:
+            logger.warning(
+                "Token indices sequence length is longer than the specified maximum sequence length for this "
+                "BERT model (%d > %d). Running this sequence through BERT will result in indexing errors",
+                len(ids), self.max_len)
+        return ids
+
+    def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
+        """Ids -> tokens; an id outside [0, vocab_size) is an error (it would be an index error in the model)."""
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        tokens = []
+        for i in ids:
+            try:  # ints, numpy ints and 0-d tensors; not floats, strings or bools
+                token = None if isinstance(i, bool) else self.ids_to_tokens.get(operator.index(i))
+            except TypeError:
+                token = None
+            if token is None:
+                raise ValueError(f"id {i!r} is not in the vocabulary (valid ids are ints 0..{len(self.vocab) - 1}); "
+                                 f"were these ids made with another vocab?")
+            tokens.append(token)
+        return tokens
+
+    def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
+        """Join tokens with spaces and glue `##` continuations back onto their word."""
+        return " ".join(tokens).replace(" ##", "").strip()
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
+        """Ids -> readable text ('puppet ##eer' -> 'puppeteer'); optionally drop [CLS], [SEP] and [PAD]."""
+        tokens = self.convert_ids_to_tokens(ids)
+        if skip_special_tokens:
+            drop = {self.cls_token, self.sep_token, self.pad_token}
+            tokens = [t for t in tokens if t not in drop]
+        return self.convert_tokens_to_string(tokens)
+
+    # -- model inputs -----------------------------------------------------------------------------------
+    def encode(self, text_a: str, text_b: str | None = None, max_length: int | None = None,
+               padding: bool = False) -> dict[str, list[int]]:
+        """One sentence or a pair -> input_ids, token_type_ids, attention_mask (BERT paper, figure 2)."""
+        tokens_a = self.tokenize(text_a)
+        tokens_b = self.tokenize(text_b) if text_b is not None else None
+        if max_length is not None:
+            need = 3 if tokens_b is not None else 2
+            if max_length < need:
+                what = "a pair needs 3 ([CLS] a [SEP] b [SEP])" if need == 3 else "a sentence needs 2 ([CLS] a [SEP])"
+                raise ValueError(f"max_length={max_length} cannot hold the special tokens: {what}; "
+                                 f"use max_length >= {need}")
+            if tokens_b is not None:
+                truncate_seq_pair(tokens_a, tokens_b, max_length - 3)
+            else:
+                del tokens_a[max_length - 2:]
+        elif padding:
+            raise ValueError("padding=True needs max_length (the length to pad to)")
+        tokens = [self.cls_token, *tokens_a, self.sep_token]
+        token_type_ids = [0] * len(tokens)
+        if tokens_b is not None:
+            tokens += [*tokens_b, self.sep_token]
+            token_type_ids += [1] * (len(tokens_b) + 1)
+        enc = {"input_ids": self.convert_tokens_to_ids(tokens), "token_type_ids": token_type_ids,
+               "attention_mask": [1] * len(tokens)}
+        if padding:
+            self._pad(enc, max_length)
+        return enc
+
+    def encode_pair(self, text_a: str, text_b: str, max_length: int | None = None,
+                    padding: bool = False) -> dict[str, list[int]]:
+        """[CLS] a [SEP] b [SEP] (same as encode with text_b)."""
+        return self.encode(text_a, text_b, max_length=max_length, padding=padding)
+
+    def _pad(self, enc: dict[str, list[int]], length: int) -> None:
+        n = len(enc["input_ids"])
+        if n < length:
+            pad = length - n
+            enc["input_ids"] = enc["input_ids"] + [self.pad_token_id] * pad
+            enc["token_type_ids"] = enc["token_type_ids"] + [0] * pad
+            enc["attention_mask"] = enc["attention_mask"] + [0] * pad
+
+    def batch_encode(self, texts_a: Sequence[str], texts_b: Sequence[str] | None = None,
+                     max_length: int | None = 128, padding: str = "longest", return_tensors: bool = True):
+        """Encode a batch and pad it: to the longest sequence ("longest") or to max_length ("max_length").
+
+        Returns a dict of LongTensors (batch, seq) when return_tensors, else a dict of lists of lists.
+        """
+        if isinstance(texts_a, str):
+            raise TypeError("batch_encode expects a list of str; for one sentence use encode(text) or pass [text]")
+        if padding not in ("longest", "max_length"):
+            raise ValueError(f"padding must be 'longest' or 'max_length', not {padding!r}")
+        if padding == "max_length" and max_length is None:
+            raise ValueError("padding='max_length' needs max_length")
+        if texts_b is not None and len(texts_b) != len(texts_a):
+            raise ValueError(f"texts_a has {len(texts_a)} texts but texts_b has {len(texts_b)}; pairs need one b per a")
+        encs = [self.encode(a, None if texts_b is None else texts_b[i], max_length=max_length)
+                for i, a in enumerate(texts_a)]
+        length = max_length if padding == "max_length" else max((len(e["input_ids"]) for e in encs), default=0)
+        for e in encs:
+            self._pad(e, length)
+        batch = {k: [e[k] for e in encs] for k in ("input_ids", "token_type_ids", "attention_mask")}
+        if return_tensors:
+            import torch
+
+            batch = {k: torch.tensor(v, dtype=torch.long).reshape(len(encs), length) for k, v in batch.items()}
+        return batch
+
+    def __call__(self, text, text_pair=None, max_length: int | None = None, padding=None,
+                 return_tensors: bool | None = None):
+        """`tok("a")` -> encode; `tok(["a", "b"])` -> batch_encode (tensors, padded to the longest)."""
+        if isinstance(text, str):
+            return self.encode(text, text_pair, max_length=max_length, padding=bool(padding))
+        return self.batch_encode(text, text_pair, max_length=max_length, padding=padding or "longest",
+                                 return_tensors=True if return_tensors is None else return_tensors)
+
+    # -- files ------------------------------------------------------------------------------------------
+    def save_vocabulary(self, vocab_path: str | os.PathLike) -> str:
+        """Write the vocab, one token a line in id order, to a folder (as vocab.txt) or a file path."""
+        vocab_file = Path(vocab_path)
+        if vocab_file.is_dir():
+            vocab_file = vocab_file / VOCAB_NAME
+        with open(vocab_file, "w", encoding="utf-8", newline="\n") as writer:
+            for index, (token, token_index) in enumerate(sorted(self.vocab.items(), key=lambda kv: kv[1])):
+                if index != token_index:
+                    logger.warning("Saving vocabulary to %s: vocabulary indices are not consecutive. "
+                                   "Please check that the vocabulary is not corrupted!", vocab_file)
+                writer.write(token + "\n")
+        return str(vocab_file)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None = None,
+                        cache_dir: str | os.PathLike | None = None, **kwargs) -> "BertTokenizer":
+        """Load from a vocab file, a folder with vocab.txt, None / 'all-MiniLM-L6-v2' (the packaged offline
+        checkpoint) or a hub name ('bert-base-uncased', 'bert-base-cased', 'bert-base-chinese').
+
+        Cased names default to do_lower_case=False; a folder's tokenizer_config.json sets do_lower_case; named
+        models get max_len=512.
+        """
+        name = pretrained_model_name_or_path
+        config: dict = {}
+        if name is not None and Path(name).is_file():
+            vocab_file = Path(name)
+        elif name is not None and Path(name).is_dir():
+            vocab_file = Path(name) / VOCAB_NAME
+            if not vocab_file.is_file():
+                raise FileNotFoundError(f"folder {str(name)!r} has no {VOCAB_NAME}; pass the vocab file itself or "
+                                        f"a folder that holds {VOCAB_NAME}")
+            config = _read_tokenizer_config(Path(name))
+        else:
+            from minibert import assets
+
+            if name is not None and str(name) in assets.VOCABS:
+                try:  # the course data folder
+                    vocab_file = Path(assets.vocab_path(str(name)))
+                except FileNotFoundError:  # not there yet: fetch the released vocab files (real download)
+                    logger.info("vocab of %s not in %s: downloading it", name, assets.data_dir())
+                    assets.download("vocab")
+                    vocab_file = Path(assets.vocab_path(str(name)))
+            else:  # None / the offline checkpoint, or a hub name (real, cached download)
+                folder = Path(assets.checkpoint_path(name))
+                vocab_file = folder / VOCAB_NAME
+                config = _read_tokenizer_config(folder)
+            kwargs.setdefault("max_len", _MAX_LEN_KNOWN)
+        if "do_lower_case" not in kwargs:
+            if "do_lower_case" in config:
+                kwargs["do_lower_case"] = bool(config["do_lower_case"])
+            elif name is not None and _is_cased_name(str(name)):
+                kwargs["do_lower_case"] = False
+        if "max_len" not in kwargs and isinstance(config.get("model_max_length"), int):
+            kwargs["max_len"] = config["model_max_length"]
+        if kwargs.get("do_lower_case", True) and name is not None and _is_cased_name(str(name)):
+            logger.warning("The pre-trained model you are loading is a cased model but you have not set "
+                           "`do_lower_case` to False. We are setting `do_lower_case=True` for you but you may "
+                           "want to check this behavior.")
+        return cls(vocab_file, **kwargs)
+
+
+def _is_cased_name(name: str) -> bool:
+    base = Path(name).name.lower()
+    return "cased" in base and "uncased" not in base
+
+
+def _read_tokenizer_config(folder: Path) -> dict:
+    path = folder / "tokenizer_config.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        logger.warning("ignoring unreadable %s", path)
+        return {}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Helpers for the notebook: statistics and exercise checks
+
+
+def wordpiece_stats(tokenizer: BertTokenizer, texts: Iterable[str]) -> dict:
+    """Pieces per basic word, share of [UNK] pieces and the most split words over some texts."""
+    per_word: collections.Counter[int] = collections.Counter()
+    split_words: collections.Counter[str] = collections.Counter()
+    pieces_total = unk = 0
+    for text in texts:
+        for word in tokenizer.basic_tokenizer.tokenize(text):
+            pieces = tokenizer.wordpiece_tokenizer.tokenize_word(word)
+            per_word[len(pieces)] += 1
+            pieces_total += len(pieces)
+            unk += pieces == [tokenizer.unk_token]
+            if len(pieces) > 1:
+                split_words[" ".join(pieces)] += 1
+    words = sum(per_word.values())
+    return {"words": words, "pieces": pieces_total, "pieces_per_word": per_word,
+            "mean_pieces_per_word": pieces_total / max(words, 1), "unk_share": unk / max(pieces_total, 1),
+            "most_split": split_words}
+
+
+_WORDPIECE_CASES = ["unaffable", "unwanted", "running", "puppeteer", "henson", "the", "a", "tokenization",
+                    "embeddings", "supercalifragilisticexpialidocious", "x" * 101, "x" * 100, "🤗", "naïve",
+                    "##ing", "1234567", "ﬁ", "über", "Hello", "straße", "[UNK]", "##", "#", "a##b", "",
+                    "pneumonoultramicroscopicsilicovolcanoconiosis", "zzzzzzzzzzzzqqqq", "é", "中文", "αβγ"]
+
+_BASIC_CASES = [" \tHeLLo!how  \n Are yoU?  ", "H\u00e9llo", "ah\u535a\u63a8zz", "UNwant\u00e9d,running",
+                "a\u0000b\ufffdc\u200bd", "e\u0301 \u00e9", "don't stop--now", "$5.00 (approx.)",
+                "\u3000full\u3000width\u3000", "\u00bfQu\u00e9?\u00a1S\u00ed!", "[CLS] [SEP] x", "\u0301",
+                "Ⅻ ﬁne ΣΑΣ İstanbul", "a\u2028b\u2029c\x1fd", "", "Jim Henson was a puppeteer"]
+
+
+def _first_difference(fn: Callable, reference: Callable, cases: Iterable, what: str) -> int:
+    n = 0
+    for case in cases:
+        expected = reference(case)
+        try:
+            got = fn(case)
+        except Exception as err:  # the learner's bug, reported with the input that triggered it
+            raise AssertionError(f"{what} raised {type(err).__name__}: {err} on input {case!r} "
+                                 f"(expected {expected})") from err
+        if list(got) != expected:
+            raise AssertionError(f"{what} differs on input {case!r}: got {list(got)}, expected {expected}")
+        n += 1
+    return n
+
+
+def check_wordpiece(fn: Callable[[str, dict], list[str]], vocab: dict[str, int] | None = None,
+                    words: Iterable[str] | None = None) -> int:
+    """Run a learner's `fn(word, vocab) -> pieces` against ours on tricky words; AssertionError names the first
+    difference. Returns the number of words checked. vocab defaults to bert-base-uncased."""
+    if vocab is None:
+        from minibert import assets
+
+        vocab = load_vocab(assets.vocab_path("bert-base-uncased"))
+    ours = WordpieceTokenizer(vocab)
+    cases = list(words) if words is not None else _WORDPIECE_CASES
+    return _first_difference(lambda w: fn(w, vocab), ours.tokenize_word, cases, "your WordPiece function")
+
+
+def check_basic_tokenizer(fn: Callable[[str], list[str]], do_lower_case: bool = True,
+                          texts: Iterable[str] | None = None) -> int:
+    """Run a learner's `fn(text) -> words` against BasicTokenizer on tricky texts (control characters, accents,
+    CJK, punctuation, odd whitespace); AssertionError names the first difference."""
+    ours = BasicTokenizer(do_lower_case=do_lower_case)
+    cases = list(texts) if texts is not None else _BASIC_CASES
+    return _first_difference(fn, ours.tokenize, cases, "your basic tokenizer")
