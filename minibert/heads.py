@@ -1,0 +1,377 @@
+"""Output heads on top of the encoder, and the eight BERT models with the 2019 signatures.
+
+Pre-training heads (paper 3.1): the masked-LM head, whose output matrix is the word-embedding matrix itself
+(tied, with its own bias), and the next-sentence head on the pooled [CLS] state. Fine-tuning heads (paper
+4, figure 4): one linear layer on [CLS] (classification, multiple choice), on every token (tagging), or a
+start/end pair on every token (SQuAD).
+
+Every model returns the loss when labels are given and the logits otherwise. Label positions to ignore may
+be marked -1 (the 2019 convention) or -100 (PyTorch's and today's transformers' convention): both are
+ignored.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .modeling import ACT2FN, BertConfig, BertModel, BertPreTrainedModel, _is_compiling
+
+IGNORE_INDEX = -100
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Label checks: shape first, then one min/max reduction, before cross_entropy could index out of range
+# ----------------------------------------------------------------------------------------------------------
+
+def _check_labels(labels: torch.Tensor, name: str, shape: tuple[int, ...], num_classes: int,
+                  allow_ignore: bool = True) -> torch.Tensor:
+    """Return ``labels`` as long with -1 turned into -100; raise ValueError for a wrong shape or value."""
+    if not isinstance(labels, torch.Tensor):
+        raise ValueError(f"{name} must be a tensor of shape {shape}, got {type(labels).__name__}")
+    if labels.numel() != _prod(shape) or (labels.dim() and labels.shape[0] != shape[0]):
+        raise ValueError(f"{name} has shape {tuple(labels.shape)}, expected {shape}")
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer class ids, got dtype {labels.dtype}; use torch.long")
+    labels = labels.reshape(shape).long()
+    if allow_ignore:
+        labels = labels.masked_fill(labels == -1, IGNORE_INDEX)
+    if labels.numel() and not _is_compiling():
+        valid = labels.masked_fill(labels == IGNORE_INDEX, 0) if allow_ignore else labels
+        lo, hi = (t.item() for t in torch.aminmax(valid))
+        if lo < 0 or hi >= num_classes:
+            ignore = " (-1 or -100 mark positions to ignore)" if allow_ignore else ""
+            raise ValueError(f"{name} contain {int(lo if lo < 0 else hi)}, outside [0, {num_classes})"
+                             f"{ignore}")
+    return labels
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Heads
+# ----------------------------------------------------------------------------------------------------------
+
+class BertPredictionHeadTransform(nn.Module):
+    """dense + GELU + LayerNorm applied to every token before the vocabulary projection."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.transform_act_fn = ACT2FN[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
+
+
+class BertLMPredictionHead(nn.Module):
+    """Scores over the vocabulary. The decoder weight IS the word-embedding matrix (tied, Press & Wolf 2017),
+    plus an output-only bias per token."""
+
+    def __init__(self, config: BertConfig, bert_model_embedding_weights: nn.Parameter) -> None:
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.decoder.weight = bert_model_embedding_weights  # the same Parameter object: one matrix, two uses
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.transform(hidden_states), self.decoder.weight, self.bias)  # (..., vocab)
+
+
+class BertOnlyMLMHead(nn.Module):
+    def __init__(self, config: BertConfig, bert_model_embedding_weights: nn.Parameter) -> None:
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config, bert_model_embedding_weights)
+
+    def forward(self, sequence_output: torch.Tensor) -> torch.Tensor:
+        return self.predictions(sequence_output)
+
+
+class BertOnlyNSPHead(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+    def forward(self, pooled_output: torch.Tensor) -> torch.Tensor:
+        return self.seq_relationship(pooled_output)
+
+
+class BertPreTrainingHeads(nn.Module):
+    def __init__(self, config: BertConfig, bert_model_embedding_weights: nn.Parameter) -> None:
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config, bert_model_embedding_weights)
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+    def forward(self, sequence_output: torch.Tensor, pooled_output: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.predictions(sequence_output), self.seq_relationship(pooled_output)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The models. Each holds the encoder at `.bert` (the checkpoint prefix) and its head under the original name.
+# ----------------------------------------------------------------------------------------------------------
+
+def _mlm_loss(scores: torch.Tensor, labels: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    labels = _check_labels(labels, "masked_lm_labels", tuple(scores.shape[:2]), vocab_size)
+    return F.cross_entropy(scores.view(-1, vocab_size), labels.view(-1), ignore_index=IGNORE_INDEX)
+
+
+def _nsp_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    labels = _check_labels(labels, "next_sentence_label", (scores.size(0),), 2)  # -1/-100 ignored, as in 2019
+    return F.cross_entropy(scores, labels, ignore_index=IGNORE_INDEX)
+
+
+class BertForPreTraining(BertPreTrainedModel):
+    """BERT with both pre-training heads (paper 3.1): masked LM + next sentence prediction.
+
+    ``masked_lm_labels`` (batch, seq): the original id at masked positions, -1 or -100 elsewhere.
+    ``next_sentence_label`` (batch,): 0 = B follows A, 1 = B is random. With both: the summed loss;
+    with neither: ``(prediction_scores (batch, seq, vocab), seq_relationship_score (batch, 2))``.
+    """
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.cls = BertPreTrainingHeads(config, self.bert.embeddings.word_embeddings.weight)
+        self.init_weights()
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, masked_lm_labels: torch.Tensor | None = None,
+                next_sentence_label: torch.Tensor | None = None):
+        if (masked_lm_labels is None) != (next_sentence_label is None):
+            raise ValueError("BertForPreTraining needs both masked_lm_labels and next_sentence_label for a "
+                             "loss (or neither, for the scores); use BertForMaskedLM for MLM alone")
+        sequence_output, pooled_output = self.bert(input_ids, token_type_ids, attention_mask,
+                                                   output_all_encoded_layers=False)
+        prediction_scores, seq_relationship_score = self.cls(sequence_output, pooled_output)
+        if masked_lm_labels is None:
+            return prediction_scores, seq_relationship_score
+        return (_mlm_loss(prediction_scores, masked_lm_labels, self.config.vocab_size)
+                + _nsp_loss(seq_relationship_score, next_sentence_label))
+
+
+class BertForMaskedLM(BertPreTrainedModel):
+    """BERT with the masked-LM head. ``masked_lm_labels`` (batch, seq) as in BertForPreTraining.
+    Returns the mean loss over labelled positions, or scores (batch, seq, vocab)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.cls = BertOnlyMLMHead(config, self.bert.embeddings.word_embeddings.weight)
+        self.init_weights()
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, masked_lm_labels: torch.Tensor | None = None):
+        sequence_output, _ = self.bert(input_ids, token_type_ids, attention_mask, output_all_encoded_layers=False)
+        prediction_scores = self.cls(sequence_output)
+        if masked_lm_labels is None:
+            return prediction_scores
+        return _mlm_loss(prediction_scores, masked_lm_labels, self.config.vocab_size)
+
+
+class BertForNextSentencePrediction(BertPreTrainedModel):
+    """BERT with the next-sentence head. ``next_sentence_label`` (batch,): 0 = IsNext, 1 = NotNext.
+    Returns the loss, or logits (batch, 2)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.cls = BertOnlyNSPHead(config)
+        self.init_weights()
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, next_sentence_label: torch.Tensor | None = None):
+        _, pooled_output = self.bert(input_ids, token_type_ids, attention_mask, output_all_encoded_layers=False)
+        seq_relationship_score = self.cls(pooled_output)
+        if next_sentence_label is None:
+            return seq_relationship_score
+        return _nsp_loss(seq_relationship_score, next_sentence_label)
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
+    """Sentence (pair) classification on the pooled [CLS] state (paper figure 4a/b, GLUE).
+
+    ``labels`` (batch,) class ids in [0, num_labels); -1/-100 rows are ignored. With ``num_labels=1`` it is a
+    regression (float labels, mean squared error; STS-B). Returns the loss, or logits (batch, num_labels).
+    """
+
+    def __init__(self, config: BertConfig, num_labels: int = 2) -> None:
+        super().__init__(config)
+        if not isinstance(num_labels, int) or num_labels < 1:
+            raise ValueError(f"num_labels must be an int >= 1 (1 = regression), got {num_labels!r}")
+        self.num_labels = num_labels
+        self.bert = BertModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None):
+        _, pooled_output = self.bert(input_ids, token_type_ids, attention_mask, output_all_encoded_layers=False)
+        logits = self.classifier(self.dropout(pooled_output))
+        if labels is None:
+            return logits
+        if self.num_labels == 1:
+            if labels.numel() != logits.size(0):
+                raise ValueError(f"labels has shape {tuple(labels.shape)}, expected ({logits.size(0)},)")
+            return F.mse_loss(logits.view(-1), labels.view(-1).to(logits.dtype))
+        labels = _check_labels(labels, "labels", (logits.size(0),), self.num_labels)
+        return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+
+
+class BertForMultipleChoice(BertPreTrainedModel):
+    """Multiple choice (SWAG, paper 4.4): each (context, choice) pair is scored by one linear unit on its
+    [CLS] state; a softmax over the choices picks one. Inputs are (batch, num_choices, seq);
+    ``labels`` (batch,) in [0, num_choices). Returns the loss, or logits (batch, num_choices)."""
+
+    def __init__(self, config: BertConfig, num_choices: int = 2) -> None:
+        super().__init__(config)
+        if not isinstance(num_choices, int) or num_choices < 1:
+            raise ValueError(f"num_choices must be an int >= 1, got {num_choices!r}")
+        self.num_choices = num_choices
+        self.bert = BertModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.init_weights()
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None):
+        if input_ids.dim() != 3:
+            raise ValueError(f"input_ids must be (batch, num_choices, seq), got {tuple(input_ids.shape)}")
+        batch, choices, seq = input_ids.shape
+        flat = [None if t is None else t.reshape(-1, t.size(-1)) if t.shape == input_ids.shape else t
+                for t in (token_type_ids, attention_mask)]
+        for name, t in zip(("token_type_ids", "attention_mask"), flat):
+            if t is not None and t.dim() != 2:
+                raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {tuple(input_ids.shape)} "
+                                 "like input_ids")
+        _, pooled_output = self.bert(input_ids.reshape(-1, seq), flat[0], flat[1],
+                                     output_all_encoded_layers=False)
+        logits = self.classifier(self.dropout(pooled_output)).view(batch, choices)
+        if labels is None:
+            return logits
+        labels = _check_labels(labels, "labels", (batch,), choices)
+        return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+
+
+class BertForTokenClassification(BertPreTrainedModel):
+    """Tagging (NER, paper 4.3): a linear layer on every token's final state.
+
+    ``labels`` (batch, seq) in [0, num_labels); -1/-100 positions and, as in the 2019 code, padding
+    positions (attention_mask == 0) are ignored. Returns the loss, or logits (batch, seq, num_labels).
+    """
+
+    def __init__(self, config: BertConfig, num_labels: int = 2) -> None:
+        super().__init__(config)
+        if not isinstance(num_labels, int) or num_labels < 1:
+            raise ValueError(f"num_labels must be an int >= 1, got {num_labels!r}")
+        self.num_labels = num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None):
+        sequence_output, _ = self.bert(input_ids, token_type_ids, attention_mask, output_all_encoded_layers=False)
+        logits = self.classifier(self.dropout(sequence_output))
+        if labels is None:
+            return logits
+        labels = _check_labels(labels, "labels", tuple(logits.shape[:2]), self.num_labels)
+        if attention_mask is not None:
+            labels = labels.masked_fill(attention_mask == 0, IGNORE_INDEX)
+        return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1), ignore_index=IGNORE_INDEX)
+
+
+class BertForQuestionAnswering(BertPreTrainedModel):
+    """Span extraction (SQuAD, paper 4.2): a start and an end score for every token.
+
+    ``start_positions``/``end_positions`` (batch,) token indices. As in the original, positions outside the
+    sequence (e.g. an answer cut off by the window) are clamped to ``seq`` and ignored. Returns the mean of
+    the start and end losses, or ``(start_logits, end_logits)``, each (batch, seq).
+    """
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.init_weights()
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, start_positions: torch.Tensor | None = None,
+                end_positions: torch.Tensor | None = None):
+        sequence_output, _ = self.bert(input_ids, token_type_ids, attention_mask, output_all_encoded_layers=False)
+        start_logits, end_logits = self.qa_outputs(sequence_output).unbind(-1)
+        if start_positions is None and end_positions is None:
+            return start_logits, end_logits
+        if start_positions is None or end_positions is None:
+            raise ValueError("give both start_positions and end_positions for a loss, or neither for logits")
+        batch, seq = start_logits.shape
+        losses = []
+        for name, positions, logits in (("start_positions", start_positions, start_logits),
+                                        ("end_positions", end_positions, end_logits)):
+            if positions.numel() != batch or positions.dtype.is_floating_point:
+                raise ValueError(f"{name} must be {batch} integer token indices, got shape "
+                                 f"{tuple(positions.shape)} dtype {positions.dtype}")
+            positions = positions.reshape(batch).long().clamp(0, seq)  # out of the window -> ignored
+            losses.append(F.cross_entropy(logits, positions, ignore_index=seq))
+        return (losses[0] + losses[1]) / 2
+
+
+MODEL_CLASSES: dict[str, type[BertPreTrainedModel]] = {
+    cls.__name__: cls for cls in (BertModel, BertForPreTraining, BertForMaskedLM, BertForNextSentencePrediction,
+                                  BertForSequenceClassification, BertForMultipleChoice,
+                                  BertForTokenClassification, BertForQuestionAnswering)}
+
+
+def model_kwargs_from_config(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments a saved HF/minibert config.json implies (num_labels from id2label)."""
+    if cls in (BertForSequenceClassification, BertForTokenClassification):
+        if "id2label" in raw:
+            return {"num_labels": len(raw["id2label"])}
+        if "num_labels" in raw:
+            return {"num_labels": int(raw["num_labels"])}
+    return {}
+
+
+
+def masked_lm_loss(prediction_scores: torch.Tensor, masked_lm_labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the labelled positions of (batch, seq, vocab) scores; -1 and -100 are ignored."""
+    return _mlm_loss(prediction_scores, masked_lm_labels, prediction_scores.size(-1))
+
+
+def check_mlm_loss(fn: Any, atol: float = 1e-5) -> None:
+    """Check ``fn(prediction_scores (batch, seq, vocab), masked_lm_labels (batch, seq)) -> scalar loss`` against
+    minibert on tricky labels (-1 and -100 both ignored, a row with nothing masked); raise AssertionError
+    naming the first case that differs."""
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(3, 6, 11, generator=g) * 3
+    cases = {
+        "every position labelled": torch.randint(0, 11, (3, 6), generator=g),
+        "-100 marks ignored positions": torch.tensor([[-100, 3, -100, -100, 7, -100]] * 3),
+        "-1 (2019 style) marks ignored positions": torch.tensor([[-1, 3, -1, -1, 7, -1]] * 3),
+        "a row with nothing masked": torch.tensor([[-100] * 6, [1, -100, -100, -100, -100, 2], [-1] * 5 + [10]]),
+    }
+    for case, labels in cases.items():
+        expected = masked_lm_loss(scores, labels)
+        try:
+            got = fn(scores.clone(), labels.clone())
+        except NotImplementedError:
+            raise
+        except Exception as err:  # e.g. cross_entropy meeting a -1 label it was not told to ignore
+            raise AssertionError(f"[{case}] your function raised {type(err).__name__}: {err}") from err
+        if not isinstance(got, torch.Tensor) or got.dim() != 0:
+            raise AssertionError(f"[{case}] expected a scalar tensor (the mean over labelled positions), got "
+                                 f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}")
+        if not torch.isfinite(got) or abs(got.item() - expected.item()) > atol:
+            raise AssertionError(f"[{case}] loss {got.item():.6f}, expected {expected.item():.6f} (is every "
+                                 "ignored label excluded from both the sum and the count?)")

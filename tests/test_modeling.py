@@ -1,0 +1,225 @@
+"""BertConfig, the encoder's parity with the real checkpoint and transformers, and clear input errors."""
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from minibert import modeling
+from minibert.assets import checkpoint_path, data_path
+from minibert.modeling import BertConfig, BertModel
+
+REFERENCE = data_path("reference", "minilm_l6_jim_henson_reference.json")
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return BertModel.from_pretrained()  # the packaged all-MiniLM-L6-v2, eval mode
+
+
+@pytest.fixture(scope="module")
+def mrpc_batch():
+    """Eight real MRPC dev pairs, padded to the longest: the padding exercises the mask."""
+    from minibert.datasets import read_mrpc
+    from minibert.tokenization import BertTokenizer
+    tok = BertTokenizer.from_pretrained(checkpoint_path())
+    examples = read_mrpc("dev")[:8]
+    batch = tok.batch_encode([e.text_a for e in examples], [e.text_b for e in examples], max_length=128)
+    assert (batch["attention_mask"] == 0).any() and batch["input_ids"].shape[0] == 8
+    return batch
+
+
+# ---------------------------------------------------------------------------------------------- config
+def test_config_defaults_are_bert_base():
+    c = BertConfig()
+    assert (c.vocab_size, c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size) == \
+        (30522, 768, 12, 12, 3072)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.hidden_size = 10
+    assert dataclasses.replace(c, num_hidden_layers=3).num_hidden_layers == 3
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"hidden_size": 100, "num_attention_heads": 12}, r"hidden_size=100 is not divisible by num_attention_heads=12.*"
+                                                      r"pick num_attention_heads among \[1, 2, 4, 5, 10, 20, 25, 50\]"),
+    ({"hidden_act": "gelu_fast"}, r"unknown hidden_act='gelu_fast'; use one of"),
+    ({"num_hidden_layers": 0}, r"num_hidden_layers must be a positive int, got 0"),
+    ({"vocab_size": 3.5}, r"vocab_size must be a positive int, got 3.5"),
+    ({"hidden_dropout_prob": 1.0}, r"hidden_dropout_prob must be a probability in \[0, 1\)"),
+    ({"layer_norm_eps": 0}, r"layer_norm_eps must be > 0"),
+])
+def test_config_validation_says_what_to_change(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BertConfig(**kwargs)
+
+
+def test_config_reads_google_and_hf_json(tmp_path):
+    google = BertConfig.from_json_file(data_path("vocab", "bert-base-uncased-bert_config.json"))
+    assert google == BertConfig()  # Google's file has no layer_norm_eps: the default 1e-12 is BERT's
+    hf = BertConfig.from_json_file(checkpoint_path() / "config.json")  # HF keys like architectures ignored
+    assert (hf.hidden_size, hf.num_hidden_layers, hf.intermediate_size) == (384, 6, 1536)
+    chinese = BertConfig.from_json_file(data_path("vocab", "bert-base-chinese-config.json"))
+    assert chinese.vocab_size == 21128
+    hf.to_json_file(tmp_path / "c.json")
+    assert BertConfig.from_json_file(tmp_path / "c.json") == hf
+    assert json.loads((tmp_path / "c.json").read_text())["hidden_act"] == "gelu"
+
+
+def test_initialization_is_the_originals():
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=2000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=256)
+    model = BertModel(config)
+    for name, p in model.named_parameters():
+        if name.endswith("LayerNorm.weight"):
+            assert torch.equal(p, torch.ones_like(p)), name
+        elif name.endswith("bias"):
+            assert not p.any(), name
+        else:
+            assert abs(p.std().item() - 0.02) < 0.002 and abs(p.mean().item()) < 0.002, name
+    assert "embeddings.position_ids" not in model.state_dict()
+
+
+# ---------------------------------------------------------------------------------------------- parity
+def test_reproduces_reference_json(minilm):
+    ref = json.loads(REFERENCE.read_text())
+    ids = torch.tensor([ref["input_ids"]])
+    types = torch.tensor([ref["token_type_ids"]])
+    with torch.no_grad():
+        encoded, pooled = minilm(ids, types, torch.tensor([ref["attention_mask"]]), output_all_encoded_layers=False)
+        zero_types, _ = minilm(ids, output_all_encoded_layers=False)
+    assert encoded.shape == tuple(ref["last_hidden_state_shape"])
+    torch.testing.assert_close(encoded[0, 0], torch.tensor(ref["cls_last_hidden_full"]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(encoded[0, -1, :5], torch.tensor(ref["last_token_last_hidden_first5"]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(pooled[0, :5], torch.tensor(ref["pooler_output_first5"]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(zero_types[0, 0, :5], torch.tensor(ref["cls_last_hidden_first5_if_token_type_ids_all_zero"]),
+                               atol=1e-5, rtol=0)
+
+
+def test_every_layer_matches_transformers_on_padded_mrpc(minilm, mrpc_batch):
+    transformers = pytest.importorskip("transformers")
+    theirs = transformers.BertModel.from_pretrained(str(checkpoint_path())).eval()
+    b = mrpc_batch
+    real = b["attention_mask"].bool()
+    with torch.no_grad():
+        out = theirs(input_ids=b["input_ids"], token_type_ids=b["token_type_ids"],
+                     attention_mask=b["attention_mask"], output_hidden_states=True)
+        encoded, pooled = minilm(b["input_ids"], b["token_type_ids"], b["attention_mask"])
+    assert len(encoded) == 6
+    for i, layer in enumerate(encoded):
+        diff = (layer - out.hidden_states[i + 1])[real].abs().max().item()
+        assert diff < 1e-5, f"layer {i}: max abs difference {diff:.2e}"
+    torch.testing.assert_close(pooled, out.pooler_output, atol=1e-5, rtol=0)
+
+
+def test_explicit_and_sdpa_paths_agree_and_attentions_match_transformers(minilm, mrpc_batch):
+    transformers = pytest.importorskip("transformers")
+    b = mrpc_batch
+    args = (b["input_ids"], b["token_type_ids"], b["attention_mask"])
+    real = b["attention_mask"].bool()
+    with torch.no_grad():
+        fast, fast_pooled = minilm(*args)
+        slow, slow_pooled, attentions = minilm(*args, output_attentions=True)
+        minilm.set_attn_implementation("explicit")
+        try:
+            explicit, _ = minilm(*args)
+        finally:
+            minilm.set_attn_implementation("sdpa")
+    for i, (f, s, e) in enumerate(zip(fast, slow, explicit)):
+        assert (f - s)[real].abs().max() < 1e-5, f"layer {i}"
+        assert torch.equal(s, e), f"layer {i}: output_attentions and 'explicit' take the same path"
+    torch.testing.assert_close(fast_pooled, slow_pooled, atol=1e-5, rtol=0)
+    assert len(attentions) == 6 and attentions[0].shape == (8, 12, real.shape[1], real.shape[1])
+    probs = attentions[3]
+    torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:-1]), atol=1e-5, rtol=0)
+    assert probs.masked_select(~real[:, None, None, :]).abs().max() == 0  # padding gets no attention
+    theirs = transformers.BertModel.from_pretrained(str(checkpoint_path()), attn_implementation="eager").eval()
+    with torch.no_grad():
+        ref = theirs(input_ids=args[0], token_type_ids=args[1], attention_mask=args[2], output_attentions=True)
+    for i in range(6):
+        q = real[:, None, :, None]  # compare rows of real query tokens
+        assert (attentions[i] - ref.attentions[i]).masked_select(q).abs().max() < 1e-5, f"layer {i}"
+
+
+def test_output_all_encoded_layers_false_returns_last_tensor(minilm):
+    ids = torch.tensor([[101, 7592, 2088, 102]])
+    with torch.no_grad():
+        last, pooled = minilm(ids, output_all_encoded_layers=False)
+        every, _ = minilm(ids)
+    assert isinstance(last, torch.Tensor) and torch.equal(last, every[-1]) and pooled.shape == (1, 384)
+
+
+def test_attention_path_flag_is_validated():
+    with pytest.raises(ValueError, match=r"attn_implementation must be one of \('sdpa', 'explicit'\)"):
+        BertModel(BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=8), attn_implementation="flash")
+
+
+def test_train_mode_gradients_agree_between_paths():
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = BertModel(config).train()
+    ids = torch.randint(1, 100, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[1, 4:] = 0
+    grads = []
+    for path in ("sdpa", "explicit"):
+        model.zero_grad()
+        model.set_attn_implementation(path)
+        encoded, pooled = model(ids, attention_mask=mask)
+        (encoded[-1][mask.bool()].sum() + pooled.sum()).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- errors
+SMALL = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                   intermediate_size=32, max_position_embeddings=12, type_vocab_size=2)
+
+
+@pytest.mark.parametrize("ids, types, mask, match", [
+    (torch.randint(1, 100, (2, 13)), None, None,
+     r"sequence length 13 exceeds max_position_embeddings=12; truncate with max_seq_length<=12"),
+    (torch.tensor([[1, 2, 100]]), None, None, r"input_ids contain 100, outside the vocabulary \[0, 100\)"),
+    (torch.tensor([[1, -3, 5]]), None, None, r"input_ids contain -3, outside the vocabulary"),
+    (torch.tensor([1, 2, 3]), None, None, r"input_ids must be a \(batch, seq\) tensor.*got \(3,\)"),
+    (torch.tensor([[1.0, 2.0]]), None, None, r"input_ids must hold integer token ids"),
+    (torch.tensor([[1, 2, 3]]), torch.tensor([[0, 1, 2]]), None,
+     r"token_type_ids contain 2, outside \[0, type_vocab_size=2\)"),
+    (torch.tensor([[1, 2, 3]]), torch.tensor([[0, 1]]), None, r"token_type_ids has shape \(1, 2\), expected \(1, 3\)"),
+    (torch.tensor([[1, 2, 3]]), None, torch.tensor([[1, 1]]), r"attention_mask has shape \(1, 2\), expected \(1, 3\)"),
+    (torch.tensor([[1, 2, 3]]), None, torch.tensor([[1, 1, 2]]), r"attention_mask values must be 0 \(padding\) or 1"),
+])
+def test_bad_inputs_raise_before_any_kernel(ids, types, mask, match):
+    model = BertModel(SMALL).eval()
+    with pytest.raises(ValueError, match=match):
+        model(ids, types, mask)
+
+
+def test_check_functions_accept_ours_and_name_the_first_mistake():
+    modeling.check_attention(modeling.reference_attention)
+
+    def unscaled(q, k, v, mask=None):
+        scores = q @ k.transpose(-1, -2)
+        if mask is not None:
+            scores = scores.masked_fill(mask[:, None, None, :] == 0, float("-inf"))
+        probs = scores.softmax(-1)
+        return probs @ v, probs
+
+    with pytest.raises(AssertionError, match=r"\[no mask, one head\] probs: at index \(0, 0, 0, \d\)"):
+        modeling.check_attention(unscaled)
+
+    def forward(layer, x, mask):
+        ext = modeling.extended_attention_mask(mask, x.dtype)
+        return layer(x, ext)[0]
+
+    modeling.check_bert_layer(forward)
+
+    def no_residual(layer, x, mask):
+        a = layer.attention.output.LayerNorm(layer.attention.output.dense(
+            layer.attention.self(x, modeling.extended_attention_mask(mask, x.dtype))[0]))
+        return layer.output(layer.intermediate(a), a)
+
+    with pytest.raises(AssertionError, match=r"layer output: at index"):
+        modeling.check_bert_layer(no_residual)
