@@ -6,7 +6,7 @@ of any row it cannot read, so a broken download never turns into a silently wron
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from minibert.assets import data_path
@@ -20,6 +20,7 @@ class InputExample:
     text_a: str
     text_b: str | None = None
     label: int | None = None
+    source: str | None = field(default=None, repr=False, compare=False)  # "file, line N", for error messages
 
 
 MRPC_LABELS = ("0", "1")  # 1 = the two sentences are paraphrases
@@ -67,7 +68,7 @@ def read_mrpc(split: str = "train", path: str | Path | None = None) -> list[Inpu
     examples = []
     for lineno, (quality, id1, id2, s1, s2) in read_tsv(path, 5):
         label = None if split == "glue_test" else label_index(quality, MRPC_LABELS, path, lineno)
-        examples.append(InputExample(f"{split}-{id1}-{id2}", s1, s2, label))
+        examples.append(InputExample(f"{split}-{id1}-{id2}", s1, s2, label, f"{path}, line {lineno}"))
     return examples
 
 
@@ -76,5 +77,19 @@ def read_chnsenticorp(split: str = "train", path: str | Path | None = None) -> l
     if split not in ("train", "dev", "test"):
         raise ValueError(f"ChnSentiCorp split {split!r} does not exist; choose 'train', 'dev' or 'test'")
     path = Path(path) if path is not None else data_path("chnsenticorp", f"{split}.tsv")
-    return [InputExample(f"{split}-{lineno}", text, None, label_index(label, CHNSENTICORP_LABELS, path, lineno))
+    return [InputExample(f"{split}-{lineno}", text, None, label_index(label, CHNSENTICORP_LABELS, path, lineno),
+                         f"{path}, line {lineno}")
             for lineno, (label, text) in read_tsv(path, 2)]
+
+
+def check_labels(examples: list[InputExample], num_labels: int) -> None:
+    """Raise ValueError naming the file and line of the first example whose label is not in [0, num_labels),
+    and when the split is empty: a model built with the wrong ``num_labels`` fails here, not deep in a loss."""
+    if not examples:
+        raise ValueError("the split has no examples; check the file and any subset size")
+    for ex in examples:
+        if ex.label is not None and not (isinstance(ex.label, int) and 0 <= ex.label < num_labels):
+            where = getattr(ex, "source", None) or f"example {ex.guid!r}"
+            seen = sorted({e.label for e in examples if e.label is not None})
+            raise ValueError(f"{where}: label {ex.label!r} is outside [0, {num_labels}) (num_labels={num_labels}); "
+                             f"this data has labels {seen}: build the model with num_labels={max(seen) + 1}")

@@ -1,0 +1,432 @@
+"""The fine-tuning loop: step counting, batches, accumulation, exact resume, atomic checkpoints, DDP, errors."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from minibert import training
+from minibert.datasets import InputExample
+from minibert.metrics import accuracy, classification_metrics, confusion_matrix, f1_score, matthews_corrcoef
+from minibert.training import (LivePlot, TrainingArguments, encode_examples, evaluate, length_bucketed_batches,
+                               load_checkpoint, num_update_steps, pad_collate, resolve_precision, train)
+
+
+class TinyClassifier(nn.Module):
+    """A stand-in for BertForSequenceClassification: embeddings, masked mean, dropout, linear head."""
+
+    def __init__(self, vocab: int = 40, hidden: int = 12, num_labels: int = 2, dropout: float = 0.0):
+        super().__init__()
+        self.num_labels = num_labels
+        self.word = nn.Embedding(vocab, hidden)
+        self.types = nn.Embedding(2, hidden)
+        self.LayerNorm = nn.LayerNorm(hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, num_labels)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None):
+        h = self.word(input_ids) + self.types(token_type_ids)
+        m = attention_mask.unsqueeze(-1).float()
+        logits = self.classifier(self.dropout(torch.tanh(self.LayerNorm((h * m).sum(1) / m.sum(1)))))
+        return F.cross_entropy(logits, labels) if labels is not None else logits
+
+
+def make_features(n: int = 44, seed: int = 0, vocab: int = 40):
+    """Random sequences of 3..20 tokens; label 1 iff token 7 occurs (learnable by the tiny model)."""
+    rng = np.random.default_rng(seed)
+    feats = []
+    for _ in range(n):
+        length = int(rng.integers(3, 21))
+        ids = rng.integers(1, vocab, size=length).tolist()
+        types = [0] * (length // 2) + [1] * (length - length // 2)
+        feats.append({"input_ids": ids, "token_type_ids": types, "label": int(7 in ids)})
+    return feats
+
+
+def fresh_model(seed: int = 0, **kw) -> TinyClassifier:
+    torch.manual_seed(seed)
+    return TinyClassifier(**kw)
+
+
+def quick_args(**kw) -> TrainingArguments:
+    base = dict(learning_rate=5e-2, num_train_epochs=2, train_batch_size=8, warmup_proportion=0.1, seed=3,
+                progress=False, device="cpu", bucket_batches=2)
+    base.update(kw)
+    return TrainingArguments(**base)
+
+
+def params(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Step counting and the schedule
+
+
+def test_num_update_steps_counts_the_partial_batch():
+    assert num_update_steps(10, 4, 3) == 9  # 3 batches (4, 4, 2) per epoch; the 2019 int(10/4)*3 gives 6
+    assert num_update_steps(8, 4, 3) == 6
+    assert num_update_steps(10, 4, 3, max_steps=5) == 5
+    assert num_update_steps(10, 4, 3, max_steps=100) == 9
+
+
+def test_train_makes_exactly_t_total_updates_and_lr_decays_to_zero(caplog):
+    feats = make_features(44)
+    with caplog.at_level(logging.WARNING, logger="minibert.optimization"):
+        res = train(fresh_model(), feats, quick_args(num_train_epochs=3))
+    t_total = math.ceil(44 / 8) * 3
+    assert res.state.t_total == t_total == res.state.global_step == len(res.state.log_history)
+    assert "beyond" not in caplog.text  # no update past t_total
+    lrs = [r["lr"] for r in res.state.log_history]
+    warm = int(0.1 * t_total) + 1  # updates whose progress is below the warmup fraction
+    assert lrs[0] == 0.0 and max(lrs) == pytest.approx(5e-2, rel=0.1)
+    assert all(a < b for a, b in zip(lrs[:warm - 1], lrs[1:warm]))
+    assert all(a > b for a, b in zip(lrs[warm:], lrs[warm + 1:]))
+    # the last update uses the last positive step of the ramp: lr * (1 - (t-1)/t) / (1 - warmup)
+    assert lrs[-1] == pytest.approx(5e-2 * (1 / t_total) / 0.9, rel=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Batches
+
+
+def test_length_bucketed_batches_cover_everything_once_and_pad_less():
+    lengths = np.random.default_rng(1).integers(5, 120, size=203).tolist()
+    batches = length_bucketed_batches(lengths, 16, seed=0, epoch=0, bucket_batches=4)
+    assert len(batches) == math.ceil(203 / 16)
+    assert sorted(i for b in batches for i in b) == list(range(203))
+    assert sorted(len(b) for b in batches)[1:] == [16] * (len(batches) - 1)  # only one partial batch
+    assert batches == length_bucketed_batches(lengths, 16, seed=0, epoch=0, bucket_batches=4)
+    assert batches != length_bucketed_batches(lengths, 16, seed=0, epoch=1, bucket_batches=4)
+    plain = length_bucketed_batches(lengths, 16, seed=0, epoch=0, bucket_batches=0)
+    padded = lambda bs: sum(len(b) * max(lengths[i] for i in b) for b in bs)  # noqa: E731
+    assert padded(batches) < 0.75 * padded(plain)
+
+
+def test_pad_collate_pads_to_the_longest_in_the_batch():
+    feats = [{"input_ids": [101, 5, 102], "token_type_ids": [0, 0, 0], "label": 1},
+             {"input_ids": [101, 7, 8, 9, 102], "token_type_ids": [0, 0, 0, 1, 1], "label": 0}]
+    b = pad_collate(feats)
+    assert b["input_ids"].tolist() == [[101, 5, 102, 0, 0], [101, 7, 8, 9, 102]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    assert b["token_type_ids"].tolist() == [[0, 0, 0, 0, 0], [0, 0, 0, 1, 1]]
+    assert b["labels"].tolist() == [1, 0]
+    assert pad_collate(feats, pad_to_multiple_of=8)["input_ids"].shape == (2, 8)
+    assert "labels" not in pad_collate([{"input_ids": [1, 2]}])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Gradient accumulation
+
+
+@pytest.mark.parametrize("accum", [4, 3])
+def test_gradient_accumulation_gives_the_same_updates_as_the_large_batch(accum):
+    feats = make_features(44)  # batches of 8, 8, ..., 4: accum=3 splits 8 as 3+3+2 and 4 as 2+1+1
+    big = train(fresh_model(), feats, quick_args())
+    m = fresh_model()
+    small = train(m, feats, quick_args(gradient_accumulation_steps=accum))
+    np.testing.assert_allclose(small.losses, big.losses, rtol=1e-5, atol=1e-6)
+    ref = fresh_model()
+    train(ref, feats, quick_args())
+    for k, v in params(ref).items():
+        torch.testing.assert_close(m.state_dict()[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    assert not torch.equal(ref.classifier.weight, fresh_model().classifier.weight)  # it did train
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoints: exact resume, atomic writes
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def test_resume_after_a_crash_reproduces_the_loss_curve_exactly(tmp_path):
+    feats, dev = make_features(44), make_features(12, seed=5)
+    args = quick_args(num_train_epochs=3, save_steps=2)  # dropout on: the RNG state must be restored too
+    full_model = fresh_model(dropout=0.2)
+    full = train(full_model, feats, args, eval_features=dev)
+
+    def crash(event, state):
+        if event == "step" and state.global_step == 9:  # mid epoch 2 (6 updates per epoch)
+            raise Boom("power cut")
+
+    out = tmp_path / "run"
+    with pytest.raises(Boom):
+        train(fresh_model(dropout=0.2), feats, quick_args(num_train_epochs=3, save_steps=2, output_dir=str(out)),
+              eval_features=dev, callbacks=[crash])
+    ckpt = load_checkpoint(out)
+    assert ckpt["state"]["global_step"] == 8 and ckpt["state"]["step_in_epoch"] == 2
+    assert not (out / "checkpoint.pt.tmp").exists()
+
+    resumed_model = fresh_model(seed=99, dropout=0.2)  # different init: everything must come from the file
+    resumed = train(resumed_model, feats, quick_args(num_train_epochs=3, save_steps=2, output_dir=str(out)),
+                    eval_features=dev, resume_from=out)
+    assert resumed.losses == full.losses  # bit-for-bit, the whole curve
+    assert [r["lr"] for r in resumed.state.log_history] == [r["lr"] for r in full.state.log_history]
+    assert resumed.state.eval_history == full.state.eval_history
+    for k, v in full_model.state_dict().items():
+        assert torch.equal(resumed_model.state_dict()[k], v), k
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    feats = make_features(24)
+    out = tmp_path / "run"
+    train(fresh_model(), feats, quick_args(num_train_epochs=1, output_dir=str(out)))
+    before = load_checkpoint(out)
+    real_save = torch.save
+
+    def broken_save(obj, f, *a, **kw):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        train(fresh_model(), feats, quick_args(num_train_epochs=1, output_dir=str(out)))
+    monkeypatch.setattr(torch, "save", real_save)
+    after = load_checkpoint(out)
+    assert after["state"] == before["state"]
+    for k, v in before["model"].items():
+        assert torch.equal(after["model"][k], v)
+
+
+def test_resume_with_a_different_plan_is_refused(tmp_path):
+    feats = make_features(24)
+    train(fresh_model(), feats, quick_args(num_train_epochs=1, output_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="t_total=3 updates but this run plans 6"):
+        train(fresh_model(), feats, quick_args(num_train_epochs=2), resume_from=tmp_path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nowhere")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# DistributedDataParallel on CPU (gloo, 2 processes)
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, out_file: str, accum: int) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        model = fresh_model()
+        res = train(model, make_features(44), quick_args(gradient_accumulation_steps=accum))
+        if rank == 0:
+            torch.save({"params": model.state_dict(), "losses": res.losses}, out_file)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "ddp.pt"
+    # 2 processes x 2 accumulation steps: each global batch of 8 is cut in 4 micro-batches of 2
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(out), 2), nprocs=2, join=True)
+    got = torch.load(out)
+    ref = fresh_model()
+    res = train(ref, make_features(44), quick_args())
+    np.testing.assert_allclose(got["losses"], res.losses, rtol=1e-5, atol=1e-6)
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(got["params"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Precision, evaluation, live plot
+
+
+def test_precision_is_resolved_per_device():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == "fp32"
+    assert resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ValueError, match="fp16' needs a CUDA GPU"):
+        resolve_precision("fp16", cpu)
+    with pytest.raises(ValueError, match="precision must be"):
+        TrainingArguments(precision="half")
+
+
+def test_bf16_autocast_trains_on_cpu():
+    feats = make_features(24)
+    res = train(fresh_model(), feats, quick_args(precision="bf16", num_train_epochs=1),
+                eval_features=feats)
+    assert res.precision == "bf16" and all(math.isfinite(x) for x in res.losses)
+
+
+def test_evaluate_keeps_the_order_and_the_metrics_match():
+    feats = make_features(30, seed=2)
+    model = fresh_model().eval()
+    res = evaluate(model, feats, batch_size=7)
+    with torch.no_grad():
+        for i in (0, 13, 29):
+            one = model(**{k: v for k, v in pad_collate([feats[i]]).items() if k != "labels"})
+            torch.testing.assert_close(res.logits[i], one[0], rtol=1e-5, atol=1e-6)
+    labels = [f["label"] for f in feats]
+    assert res.metrics["accuracy"] == accuracy(res.preds, labels)
+    assert res.metrics["f1"] == f1_score(res.preds, labels)
+    logits = torch.stack([res.logits[i] for i in range(30)])
+    assert res.metrics["loss"] == pytest.approx(F.cross_entropy(logits, torch.tensor(labels)).item(), rel=1e-5)
+
+
+def test_training_learns_and_evaluates_every_epoch():
+    feats, dev = make_features(120), make_features(60, seed=9)
+    plot = LivePlot(every=5)
+    res = train(fresh_model(), feats, quick_args(num_train_epochs=4, learning_rate=0.1), eval_features=dev,
+                callbacks=[plot])
+    assert [r["epoch"] for r in res.state.eval_history] == [1, 2, 3, 4]
+    assert len(res.state.epoch_times) == 4
+    assert np.mean(res.losses[-5:]) < 0.8 * np.mean(res.losses[:5])
+    assert res.eval.metrics["accuracy"] > 0.75
+    assert plot.fig is not None and len(plot.fig.axes[0].lines) == 2 and len(plot.fig.axes[1].lines) == 2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad input
+
+
+def test_num_labels_that_do_not_match_the_data_are_an_error():
+    feats = make_features(20)
+    feats[5] = dict(feats[5], label=2)
+    with pytest.raises(ValueError, match="training feature 5 has label 2 but the model has num_labels=2; "
+                                         "build the model with num_labels=3"):
+        train(fresh_model(), feats, quick_args())
+    with pytest.raises(ValueError, match="evaluation feature 5 has label 2"):
+        train(fresh_model(), make_features(20), quick_args(), eval_features=feats)
+
+
+def test_empty_splits_are_an_error():
+    with pytest.raises(ValueError, match="training split is empty"):
+        train(fresh_model(), [], quick_args())
+    with pytest.raises(ValueError, match="evaluation split is empty"):
+        evaluate(fresh_model(), [])
+    with pytest.raises(ValueError, match="no examples to encode"):
+        encode_examples([], tokenizer=None)
+
+
+class _FakeTokenizer:
+    def encode(self, a, b=None, max_length=None):
+        ids = [101] + [len(w) for w in a.split()] + [102]
+        return {"input_ids": ids, "token_type_ids": [0] * len(ids)}
+
+
+def test_encode_examples_checks_labels():
+    ok = encode_examples([InputExample("train-3", "a bb", None, 1)], _FakeTokenizer(), num_labels=2)
+    assert ok == [{"input_ids": [101, 1, 2, 102], "token_type_ids": [0, 0, 0, 0], "label": 1}]
+    with pytest.raises(ValueError, match="example 'train-7': label 3 is outside \\[0, 2\\) .*num_labels=4"):
+        encode_examples([InputExample("train-7", "a", None, 3)], _FakeTokenizer(), num_labels=2)
+    with pytest.raises(ValueError, match="example 'train-8' has label '1'; labels must be class indices"):
+        encode_examples([InputExample("train-8", "a", None, "1")], _FakeTokenizer())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metrics
+
+
+def test_metrics_on_a_hand_computed_case():
+    preds = [1, 1, 0, 1, 0, 0, 1, 1]
+    labels = [1, 0, 0, 1, 1, 0, 1, 0]  # tp=3 fp=2 fn=1 tn=2
+    assert accuracy(preds, labels) == 5 / 8
+    assert f1_score(preds, labels) == pytest.approx(2 * 3 / (2 * 3 + 2 + 1))
+    assert f1_score(preds, labels, pos_label=0) == pytest.approx(2 * 2 / (2 * 2 + 1 + 2))
+    assert confusion_matrix(preds, labels).tolist() == [[2, 2], [1, 3]]
+    assert matthews_corrcoef(preds, labels) == pytest.approx((3 * 2 - 2 * 1) / math.sqrt(5 * 4 * 4 * 3))
+    assert matthews_corrcoef([1, 1, 1], [0, 1, 1]) == 0.0
+    m = classification_metrics(preds, labels)
+    assert set(m) == {"accuracy", "f1", "mcc"}
+    with pytest.raises(ValueError, match="preds has 2 entries but labels has 3"):
+        accuracy([0, 1], [0, 1, 1])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The real model, exercise checks, the form
+
+
+def test_real_bert_classifier_accumulates_exactly_and_evaluates_real_mrpc():
+    from minibert import BertConfig, BertForSequenceClassification, BertTokenizer
+    from minibert.assets import checkpoint_path
+    from minibert.datasets import read_mrpc
+
+    tok = BertTokenizer.from_pretrained(checkpoint_path())
+    feats = encode_examples(read_mrpc("dev")[:24], tok, 48, num_labels=2)
+    assert all(f["input_ids"][0] == 101 and f["input_ids"][-1] == 102 and len(f["input_ids"]) <= 48
+               for f in feats)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                     max_position_embeddings=64)
+    models = []
+    for accum in (1, 2):
+        torch.manual_seed(0)
+        m = BertForSequenceClassification(cfg, num_labels=2)
+        train(m, feats, quick_args(learning_rate=1e-3, gradient_accumulation_steps=accum))
+        models.append(m)
+    for k, v in models[0].state_dict().items():
+        torch.testing.assert_close(models[1].state_dict()[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    with pytest.raises(ValueError, match="num_labels=2; build the model with num_labels=3"):
+        train(models[0], [dict(f, label=i % 3) for i, f in enumerate(feats)], quick_args())
+
+
+def test_exercise_checks_catch_the_classic_mistakes():
+    training.check_num_update_steps(lambda n, b, e: math.ceil(n / b) * e)
+    with pytest.raises(AssertionError, match=r"fn\(10, 4, 1\) returned 2, expected 3"):
+        training.check_num_update_steps(lambda n, b, e: int(n / b) * e)
+    training.check_pad_collate(pad_collate)
+
+    def fixed_length(feats):  # pads to a fixed 8 instead of the batch's longest
+        return pad_collate(feats, pad_to_multiple_of=8)
+
+    with pytest.raises(AssertionError, match="input_ids has shape \\(2, 8\\), expected \\(2, 5\\)"):
+        training.check_pad_collate(fixed_length)
+
+
+def test_training_form_calls_back_with_its_values():
+    calls = []
+    form = training.TrainingForm(lambda **kw: calls.append(kw) or "done", learning_rate=3e-5, num_train_epochs=2)
+    form.widgets["train_batch_size"].value = 16
+    form.button.click()
+    assert calls == [{"learning_rate": pytest.approx(3e-5), "num_train_epochs": 2, "train_batch_size": 16,
+                      "max_seq_length": 128, "warmup_proportion": 0.1, "precision": "auto"}]
+    assert form.result == "done"
+
+
+_TORCHRUN_SCRIPT = '''
+import sys, torch
+sys.path.insert(0, {tests!r})
+from test_training import fresh_model, make_features, quick_args
+from minibert.training import cleanup_distributed, setup_distributed, train
+torch.set_num_threads(1)
+rank, world = setup_distributed()
+assert world == 2, world
+model = fresh_model()
+res = train(model, make_features(44), quick_args())
+if rank == 0:
+    torch.save({{"params": model.state_dict(), "losses": res.losses}}, {out!r})
+cleanup_distributed()
+'''
+
+
+def test_torchrun_with_setup_distributed_matches_one_process(tmp_path):
+    import subprocess
+    import sys
+
+    script, out = tmp_path / "run.py", tmp_path / "out.pt"
+    script.write_text(_TORCHRUN_SCRIPT.format(tests=os.path.dirname(__file__), out=str(out)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)  # torchrun and its workers: they share the new session's process group
+        raise
+    assert proc.returncode == 0, err[-2000:]
+    got = torch.load(out)
+    ref = fresh_model()
+    res = train(ref, make_features(44), quick_args())
+    np.testing.assert_allclose(got["losses"], res.losses, rtol=1e-5, atol=1e-6)
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(got["params"][k], v, rtol=1e-5, atol=1e-6, msg=k)
