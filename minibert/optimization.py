@@ -1,0 +1,363 @@
+"""BertAdam and its learning-rate schedules, with the exact semantics of pytorch-pretrained-bert 0.6.2 (2019).
+
+BERT (Devlin et al. 2019, appendix A.2) was trained with "Adam with L2 weight decay 0.01, learning rate warmup
+over the first 10,000 steps and linear decay". The original TensorFlow `AdamWeightDecayOptimizer`, ported as
+`BertAdam`, differs from `torch.optim.AdamW` in three ways that this module keeps on purpose:
+
+1. no bias correction of the moments (AdamW divides m and v by 1 - beta^t). With b1=0.9, b2=0.999 the update
+   is (1 - b1^t) / sqrt(1 - b2^t) times AdamW's: 3.2x at the first step, 6.5x at step 10, 3.2x at step 100,
+   1.3x at step 1000 -- early steps are *larger*, one more reason BERT needs warmup;
+2. weight decay is *added to the update* (`update += weight_decay * p`), then scaled by the scheduled lr
+   (decoupled from the gradient, as in Loshchilov & Hutter's AdamW, but multiplied by the lr schedule);
+3. gradients are clipped to `max_grad_norm` **per parameter tensor**, not by the global norm of all gradients.
+
+The schedule multiplier is evaluated at the step count *before* the update, so the first warmup step has
+multiplier 0 and does not move the weights (only the moments).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Callable, Iterable
+
+import torch
+from torch.optim import Optimizer
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "LRSchedule", "ConstantLR", "WarmupConstantSchedule", "WarmupLinearSchedule", "WarmupCosineSchedule",
+    "WarmupCosineWithHardRestartsSchedule", "SCHEDULES", "BertAdam", "bertadam_reference_update",
+    "check_bertadam_step", "global_vs_per_tensor_clipping", "warmup_linear_v040",
+]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Schedules: multiplier of the base lr as a function of progress = step / t_total.
+# ---------------------------------------------------------------------------------------------------------------
+class LRSchedule:
+    """Base class (the original's `_LRSchedule`): `get_lr(step)` -> multiplier, `__call__(progress)` -> multiplier.
+
+    `t_total < 0` means "no schedule": the multiplier is 1 at every step. `warmup` is a *fraction* of t_total.
+    """
+
+    name = "base"
+    warn_t_total = False  # schedules that decay to 0 at t_total warn when training goes past it
+
+    def __init__(self, warmup: float = 0.002, t_total: float = -1, **kw: Any) -> None:
+        if t_total < 0 and type(self) is not ConstantLR:  # no point warning when no schedule was asked for
+            logger.warning("t_total value of %s results in schedule not being applied", t_total)
+        if not (0.0 <= warmup < 1.0 or warmup == -1):
+            raise ValueError(f"warmup={warmup} must be a fraction of t_total in [0, 1) (or -1 for none); "
+                             f"for 1000 warmup steps out of 10000 pass warmup=0.1")
+        self.warmup = float(max(warmup, 0.0))
+        self.t_total = float(t_total)
+        self.warned_for_t_total_at_progress = -1.0
+
+    def get_lr(self, step: int, nowarn: bool = False) -> float:
+        """Multiplier at optimizer step `step` (0-based, the count of updates done before this one)."""
+        if self.t_total < 0:
+            return 1.0
+        progress = float(step) / self.t_total
+        ret = self(progress)
+        if not nowarn and self.warn_t_total and progress > 1.0 and progress > self.warned_for_t_total_at_progress:
+            logger.warning("Training beyond specified 't_total'. Learning rate multiplier set to %s. "
+                           "Please set 't_total' of %s correctly.", ret, type(self).__name__)
+            self.warned_for_t_total_at_progress = progress
+        return ret
+
+    def __call__(self, progress: float) -> float:
+        return self.get_lr_(progress)
+
+    def get_lr_(self, progress: float) -> float:
+        raise NotImplementedError
+
+    def _warm(self, progress: float) -> float:
+        return progress / self.warmup
+
+    def to_dict(self) -> dict:
+        """Plain-data form used in `BertAdam.state_dict()` (loadable with `torch.load(weights_only=True)`)."""
+        d = {"name": self.name, "warmup": self.warmup, "t_total": self.t_total,
+             "warned_for_t_total_at_progress": self.warned_for_t_total_at_progress}
+        if hasattr(self, "cycles"):
+            d["cycles"] = self.cycles
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> "LRSchedule":
+        cls = SCHEDULES[d["name"]]
+        sched = cls.__new__(cls)  # skip __init__: no "not applied" warning again on load
+        sched.warmup, sched.t_total = float(d["warmup"]), float(d["t_total"])
+        sched.warned_for_t_total_at_progress = float(d.get("warned_for_t_total_at_progress", -1.0))
+        if "cycles" in d:
+            sched.cycles = d["cycles"]
+        return sched
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(warmup={self.warmup}, t_total={self.t_total:g})"
+
+
+class ConstantLR(LRSchedule):
+    """Multiplier 1 everywhere (schedule='none' or None)."""
+
+    name = "none"
+
+    def get_lr_(self, progress: float) -> float:
+        return 1.0
+
+
+class WarmupConstantSchedule(LRSchedule):
+    """Linear warmup from 0 to 1 over `warmup` of t_total, then 1."""
+
+    name = "warmup_constant"
+
+    def get_lr_(self, progress: float) -> float:
+        if progress < self.warmup:
+            return self._warm(progress)
+        return 1.0
+
+
+class WarmupLinearSchedule(LRSchedule):
+    """BERT's schedule: linear warmup to 1, then linear decay to 0 at t_total, and 0 after (never negative)."""
+
+    name = "warmup_linear"
+    warn_t_total = True
+
+    def get_lr_(self, progress: float) -> float:
+        if progress < self.warmup:
+            return self._warm(progress)
+        return max((progress - 1.0) / (self.warmup - 1.0), 0.0)
+
+
+class WarmupCosineSchedule(LRSchedule):
+    """Linear warmup, then cosine decay over `cycles` periods (0.5 = half a cosine, 1 -> 0 at t_total)."""
+
+    name = "warmup_cosine"
+    warn_t_total = True
+
+    def __init__(self, warmup: float = 0.002, t_total: float = -1, cycles: float = 0.5, **kw: Any) -> None:
+        super().__init__(warmup=warmup, t_total=t_total, **kw)
+        self.cycles = cycles
+
+    def get_lr_(self, progress: float) -> float:
+        if progress < self.warmup:
+            return self._warm(progress)
+        progress = (progress - self.warmup) / (1 - self.warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * self.cycles * 2 * progress))
+
+
+class WarmupCosineWithHardRestartsSchedule(WarmupCosineSchedule):
+    """Linear warmup, then `cycles` cosine decays from 1 to 0, each restarting at 1 (SGDR, Loshchilov & Hutter)."""
+
+    name = "warmup_cosine_with_hard_restarts"
+
+    def __init__(self, warmup: float = 0.002, t_total: float = -1, cycles: float = 1.0, **kw: Any) -> None:
+        super().__init__(warmup=warmup, t_total=t_total, cycles=cycles, **kw)
+        if cycles < 1.0:
+            raise ValueError(f"cycles={cycles} must be >= 1 for hard restarts")
+
+    def get_lr_(self, progress: float) -> float:
+        if progress < self.warmup:
+            return self._warm(progress)
+        progress = (progress - self.warmup) / (1 - self.warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * ((self.cycles * progress) % 1)))
+
+
+SCHEDULES: dict[Any, type[LRSchedule]] = {
+    None: ConstantLR,
+    "none": ConstantLR,
+    "warmup_constant": WarmupConstantSchedule,
+    "warmup_linear": WarmupLinearSchedule,
+    "warmup_cosine": WarmupCosineSchedule,
+    "warmup_cosine_with_hard_restarts": WarmupCosineWithHardRestartsSchedule,
+}
+
+
+def warmup_linear_v040(x: float, warmup: float = 0.002) -> float:
+    """The schedule of pytorch-pretrained-bert <= 0.4: `1 - x` after warmup, which goes *negative* past t_total
+    (the lr flips sign and the optimizer climbs the loss). Kept only to demonstrate the t_total pitfall."""
+    if x < warmup:
+        return x / warmup
+    return 1.0 - x
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# BertAdam
+# ---------------------------------------------------------------------------------------------------------------
+class BertAdam(Optimizer):
+    """Adam without bias correction, with decoupled weight decay and per-tensor clipping (BERT's optimizer).
+
+    Args: lr (required); warmup: fraction of t_total (-1: none); t_total: total number of optimizer steps
+    (-1: constant lr); schedule: a name in SCHEDULES or an LRSchedule object; b1, b2 (or betas=(b1, b2));
+    e: epsilon added to sqrt(v); weight_decay: added to the update as weight_decay * p (put biases and
+    LayerNorm weights in a group with weight_decay=0.0); max_grad_norm: clip each parameter's gradient to this
+    L2 norm on its own (-1 or 0: no clipping).
+    """
+
+    def __init__(self, params: Iterable, lr: float, warmup: float = -1, t_total: int = -1,
+                 schedule: str | LRSchedule | None = "warmup_linear", b1: float = 0.9, b2: float = 0.999,
+                 e: float = 1e-6, weight_decay: float = 0.01, max_grad_norm: float = 1.0,
+                 betas: tuple[float, float] | None = None, **kwargs: Any) -> None:
+        if betas is not None:
+            b1, b2 = betas
+        if lr is None or lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr} - should be >= 0.0")
+        if not isinstance(schedule, LRSchedule) and schedule not in SCHEDULES:
+            raise ValueError(f"Invalid schedule parameter: {schedule!r}; expected one of "
+                             f"{sorted(k for k in SCHEDULES if k)} or an LRSchedule object")
+        if not 0.0 <= b1 < 1.0:
+            raise ValueError(f"Invalid b1 parameter: {b1} - should be in [0.0, 1.0[")
+        if not 0.0 <= b2 < 1.0:
+            raise ValueError(f"Invalid b2 parameter: {b2} - should be in [0.0, 1.0[")
+        if not e >= 0.0:
+            raise ValueError(f"Invalid epsilon value: {e} - should be >= 0.0")
+        if not isinstance(schedule, LRSchedule):
+            schedule = SCHEDULES[schedule](warmup=warmup, t_total=t_total)
+        elif warmup != -1 or t_total != -1:
+            logger.warning("warmup and t_total on the optimizer are ineffective when an LRSchedule object is "
+                           "provided as schedule; set them on the schedule object instead.")
+        defaults = dict(lr=lr, schedule=schedule, b1=b1, b2=b2, e=e, weight_decay=weight_decay,
+                        max_grad_norm=max_grad_norm)
+        super().__init__(params, defaults)
+
+    def get_lr(self) -> list[float]:
+        """Current scheduled lr of every parameter that has taken a step (as the original)."""
+        lrs = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state[p]
+                if len(state) == 0:
+                    return [0.0]
+                lrs.append(group["lr"] * group["schedule"].get_lr(state["step"], nowarn=True))
+        return lrs
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if grad.is_sparse:
+                    raise RuntimeError("BertAdam does not support sparse gradients; use SparseAdam instead")
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = 0
+                    state["next_m"] = torch.zeros_like(p)  # exp_avg, m
+                    state["next_v"] = torch.zeros_like(p)  # exp_avg_sq, v
+                next_m, next_v = state["next_m"], state["next_v"]
+                b1, b2 = group["b1"], group["b2"]
+                if group["max_grad_norm"] > 0:
+                    # per tensor, as the original: each parameter's gradient is clipped on its own
+                    torch.nn.utils.clip_grad_norm_(p, group["max_grad_norm"])
+                next_m.mul_(b1).add_(grad, alpha=1 - b1)
+                next_v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                update = next_m / next_v.sqrt().add_(group["e"])  # no bias correction
+                if group["weight_decay"] > 0.0:
+                    update.add_(p, alpha=group["weight_decay"])  # decoupled weight decay: += weight_decay * p
+                lr_scheduled = group["lr"] * group["schedule"].get_lr(state["step"])  # step count BEFORE update
+                p.add_(update, alpha=-lr_scheduled)
+                state["step"] += 1
+        return loss
+
+    def state_dict(self) -> dict:
+        """Like Optimizer.state_dict, with each schedule stored as plain data (see LRSchedule.to_dict)."""
+        sd = super().state_dict()
+        for g in sd["param_groups"]:
+            if isinstance(g.get("schedule"), LRSchedule):
+                g["schedule"] = g["schedule"].to_dict()
+        return sd
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        groups = []
+        for g in state_dict["param_groups"]:
+            g = dict(g)
+            if isinstance(g.get("schedule"), dict):
+                g["schedule"] = LRSchedule.from_dict(g["schedule"])
+            groups.append(g)
+        state_dict["param_groups"] = groups
+        super().load_state_dict(state_dict)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Teaching helpers
+# ---------------------------------------------------------------------------------------------------------------
+def bertadam_reference_update(p: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor,
+                              lr_scheduled: float, b1: float = 0.9, b2: float = 0.999, e: float = 1e-6,
+                              weight_decay: float = 0.01, max_grad_norm: float = 1.0
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One BertAdam update of one tensor, functional: returns (new_p, new_m, new_v); inputs are not modified.
+
+    `lr_scheduled` is lr * schedule.get_lr(step) with step the count of updates made *before* this one.
+    """
+    grad = grad.clone()
+    if max_grad_norm > 0:
+        norm = grad.norm(2)
+        coef = max_grad_norm / (norm + 1e-6)  # torch.nn.utils.clip_grad_norm_'s formula
+        if coef < 1:
+            grad = grad * coef
+    m = m * b1 + (1 - b1) * grad
+    v = v * b2 + (1 - b2) * grad * grad
+    update = m / (v.sqrt() + e)
+    if weight_decay > 0:
+        update = update + weight_decay * p
+    return p - lr_scheduled * update, m, v
+
+
+def check_bertadam_step(fn: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
+    """Run a learner's `fn(p, grad, m, v, lr_scheduled, b1, b2, e, weight_decay, max_grad_norm) -> (p, m, v)`
+    against ours on tricky cases; raise AssertionError naming the first thing wrong."""
+    g = torch.Generator().manual_seed(0)
+    base = dict(b1=0.9, b2=0.999, e=1e-6, weight_decay=0.0, max_grad_norm=-1.0)
+    cases = [
+        ("no bias correction: with m=v=0 the first update is g*(1-b1)/(|g|*sqrt(1-b2)+e), not sign(g)", {}, 0.0),
+        ("plain Adam moments (m = b1*m + (1-b1)*g, v = b2*v + (1-b2)*g^2), no clipping, no decay", {}, 1.0),
+        ("weight decay added to the update (update += weight_decay * p, then times lr)",
+         {"weight_decay": 0.1}, 1.0),
+        ("per-tensor gradient clipping to max_grad_norm (grad *= max_norm / (norm + 1e-6) when norm > max_norm)",
+         {"max_grad_norm": 1.0}, 1.0),
+        ("clipping leaves small gradients unchanged", {"max_grad_norm": 100.0}, 1.0),
+        ("everything together", {"weight_decay": 0.01, "max_grad_norm": 1.0, "b1": 0.8, "b2": 0.99, "e": 1e-3}, 1.0),
+    ]
+    for what, kw, mom in cases:
+        args = {**base, **kw}
+        p = torch.randn(3, 4, generator=g)
+        grad = torch.randn(3, 4, generator=g) * 5
+        m = torch.randn(3, 4, generator=g) * 0.1 * mom
+        v = torch.rand(3, 4, generator=g) * 0.1 * mom
+        lr = 0.01
+        inputs = [t.clone() for t in (p, grad, m, v)]
+        want = bertadam_reference_update(p, grad, m, v, lr, **args)
+        try:
+            got = fn(*[t.clone() for t in inputs], lr, **args)
+        except Exception as exc:  # name the case that crashed
+            raise AssertionError(f"your function raised {type(exc).__name__}: {exc} on case: {what}") from exc
+        if not (isinstance(got, (tuple, list)) and len(got) == 3):
+            raise AssertionError("return a tuple (new_p, new_m, new_v)")
+        for name, w, o in zip(("m", "v", "p"), (want[1], want[2], want[0]), (got[1], got[2], got[0])):
+            o = torch.as_tensor(o)
+            if o.shape != w.shape:
+                raise AssertionError(f"{name} has shape {tuple(o.shape)}, expected {tuple(w.shape)} ({what})")
+            if not torch.allclose(o, w, rtol=1e-5, atol=1e-6):
+                i = (o - w).abs().argmax().item()
+                raise AssertionError(f"new {name} differs on case: {what}: element {i} is "
+                                     f"{o.flatten()[i].item():.6g}, expected {w.flatten()[i].item():.6g}")
+    return None
+
+
+def global_vs_per_tensor_clipping(grads: list[torch.Tensor], max_norm: float = 1.0
+                                  ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Clip a list of gradients both ways: (per tensor, as BertAdam; by global norm, as clip_grad_norm_(model))."""
+    per = []
+    for gr in grads:
+        coef = max_norm / (gr.norm(2) + 1e-6)
+        per.append(gr * coef if coef < 1 else gr.clone())
+    total = torch.linalg.vector_norm(torch.stack([gr.norm(2) for gr in grads]), 2)
+    coef = max_norm / (total + 1e-6)
+    glob = [gr * coef if coef < 1 else gr.clone() for gr in grads]
+    return per, glob

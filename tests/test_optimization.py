@@ -1,0 +1,192 @@
+"""BertAdam and the schedules against the 2019 formulas computed by hand, AdamW, and a save/resume round trip."""
+import io
+import logging
+import math
+
+import pytest
+import torch
+
+from minibert.optimization import (
+    BertAdam, ConstantLR, WarmupConstantSchedule, WarmupCosineSchedule, WarmupCosineWithHardRestartsSchedule,
+    WarmupLinearSchedule, bertadam_reference_update, check_bertadam_step, global_vs_per_tensor_clipping,
+    warmup_linear_v040,
+)
+
+
+def _param(values):
+    return torch.nn.Parameter(torch.tensor(values, dtype=torch.float64))
+
+
+def test_three_steps_match_the_formulas_by_hand():
+    # p = [1, -2]; warmup 20% of t_total=10; weight decay 0.01; clip each tensor to norm 1
+    p = _param([1.0, -2.0])
+    opt = BertAdam([p], lr=0.1, warmup=0.2, t_total=10, b1=0.9, b2=0.999, e=1e-6, weight_decay=0.01)
+    grads = [[3.0, 4.0], [0.1, -0.2], [0.5, 0.5]]
+    multipliers = [0.0, 0.5, 1.0]  # progress 0, 0.1, 0.2 with warmup 0.2: 0/0.2, 0.1/0.2, then (0.2-1)/(0.2-1)
+    m, v, w = [0.0, 0.0], [0.0, 0.0], [1.0, -2.0]
+    for i, (g, mult) in enumerate(zip(grads, multipliers)):
+        norm = math.hypot(*g)
+        if norm > 1.0:
+            g = [x * 1.0 / (norm + 1e-6) for x in g]
+        m = [0.9 * mi + 0.1 * gi for mi, gi in zip(m, g)]
+        v = [0.999 * vi + 0.001 * gi * gi for vi, gi in zip(v, g)]
+        upd = [mi / (math.sqrt(vi) + 1e-6) + 0.01 * wi for mi, vi, wi in zip(m, v, w)]
+        w = [wi - 0.1 * mult * ui for wi, ui in zip(w, upd)]
+        p.grad = torch.tensor(grads[i], dtype=torch.float64)
+        opt.step()
+        st = opt.state[p]
+        assert st["next_m"].tolist() == pytest.approx(m, rel=1e-12)
+        assert st["next_v"].tolist() == pytest.approx(v, rel=1e-12)
+        assert p.detach().tolist() == pytest.approx(w, rel=1e-12, abs=1e-15)
+    assert opt.state[p]["step"] == 3
+
+
+def test_first_warmup_step_has_multiplier_zero():
+    p = _param([0.5, 0.25])
+    opt = BertAdam([p], lr=1.0, warmup=0.1, t_total=100)
+    p.grad = torch.tensor([0.6, -0.6], dtype=torch.float64)  # norm 0.85: not clipped
+    opt.step()
+    assert p.detach().tolist() == [0.5, 0.25]  # multiplier 0 at step 0: weights do not move...
+    assert opt.state[p]["next_m"].tolist() == pytest.approx([0.06, -0.06], rel=1e-12)  # ...but the moments do
+    p.grad = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    opt.step()
+    assert p.detach()[0].item() < 0.5
+
+
+def test_clipping_is_per_tensor_not_global():
+    big, small = _param([6.0, 8.0]), _param([0.03, 0.04])
+    opt = BertAdam([big, small], lr=0.0, schedule="none", weight_decay=0.0, max_grad_norm=1.0)
+    big.grad, small.grad = torch.tensor([6.0, 8.0], dtype=torch.float64), torch.tensor([0.03, 0.04],
+                                                                                       dtype=torch.float64)
+    opt.step()
+    # each tensor on its own: big is scaled to norm ~1, small (norm 0.05) is untouched
+    assert opt.state[big]["next_m"].tolist() == pytest.approx([0.1 * 0.6, 0.1 * 0.8], rel=1e-5)
+    assert opt.state[small]["next_m"].tolist() == pytest.approx([0.003, 0.004], rel=1e-12)
+    per, glob = global_vs_per_tensor_clipping([torch.tensor([6.0, 8.0]), torch.tensor([0.03, 0.04])])
+    assert per[1].tolist() == pytest.approx([0.03, 0.04])
+    assert glob[1].tolist() == pytest.approx([0.03 / 10.00025, 0.04 / 10.00025], rel=1e-4)  # global shrinks it
+
+
+def test_no_bias_correction_unlike_adamw():
+    torch.manual_seed(0)
+    g = torch.randn(5, dtype=torch.float64)
+    a, b = _param([0.0] * 5), _param([0.0] * 5)
+    bert = BertAdam([a], lr=1e-3, schedule=None, e=0.0, weight_decay=0.0, max_grad_norm=-1)
+    adamw = torch.optim.AdamW([b], lr=1e-3, eps=0.0, weight_decay=0.0)
+    # first step: AdamW moves every weight by lr * sign(g); BertAdam by lr * (1-b1)/sqrt(1-b2) * sign(g) = 3.16 lr
+    a.grad, b.grad = g.clone(), g.clone()
+    bert.step()
+    adamw.step()
+    ratio = (a.detach() / b.detach())
+    assert torch.allclose(ratio, torch.full_like(ratio, 0.1 / math.sqrt(0.001)), rtol=1e-12)
+    # every step t: BertAdam's update times sqrt(1-b2^t)/(1-b1^t) is AdamW's update (same m, v)
+    for t in range(2, 8):
+        gt = torch.randn(5, dtype=torch.float64)
+        a0, b0 = a.detach().clone(), b.detach().clone()
+        a.grad, b.grad = gt.clone(), gt.clone()
+        bert.step()
+        adamw.step()
+        corr = math.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        assert torch.allclose((a.detach() - a0) * corr, b.detach() - b0, rtol=1e-9, atol=0)
+        assert not torch.allclose(a.detach() - a0, b.detach() - b0, rtol=1e-2)
+
+
+def test_schedules_by_hand():
+    lin = WarmupLinearSchedule(warmup=0.1, t_total=100)
+    assert [lin.get_lr(s) for s in (0, 5, 10, 55, 100)] == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0])
+    assert [lin(x) for x in (0.05, 0.325)] == pytest.approx([0.5, 0.75])
+    const = WarmupConstantSchedule(warmup=0.2, t_total=10)
+    assert [const.get_lr(s) for s in (1, 2, 9, 30)] == pytest.approx([0.5, 1.0, 1.0, 1.0])
+    cos = WarmupCosineSchedule(warmup=0.0, t_total=100)
+    assert [cos.get_lr(s) for s in (0, 50, 100)] == pytest.approx([1.0, 0.5, 0.0])
+    hard = WarmupCosineWithHardRestartsSchedule(warmup=0.0, t_total=100, cycles=2)
+    assert [hard.get_lr(s) for s in (0, 25, 49, 50, 75)] == pytest.approx(
+        [1.0, 0.5, 0.5 * (1 + math.cos(math.pi * 0.98)), 1.0, 0.5])
+    assert ConstantLR(t_total=10).get_lr(1000) == 1.0
+    assert WarmupLinearSchedule(warmup=0.1, t_total=-1).get_lr(12345) == 1.0  # t_total=-1: constant
+
+
+def test_past_t_total_warns_and_stays_non_negative(caplog):
+    lin = WarmupLinearSchedule(warmup=0.1, t_total=10)
+    with caplog.at_level(logging.WARNING, logger="minibert.optimization"):
+        values = [lin.get_lr(s) for s in range(10, 30)]
+    assert min(values) == 0.0
+    assert "Training beyond specified 't_total'" in caplog.text
+    assert warmup_linear_v040(1.5) == pytest.approx(-0.5)  # the 0.4.0 formula went negative
+
+
+def test_lr_multiplier_in_the_optimizer_is_clamped_past_t_total():
+    p = _param([1.0])
+    opt = BertAdam([p], lr=0.1, warmup=0.0, t_total=2, weight_decay=0.0)
+    for _ in range(2):
+        p.grad = torch.tensor([1.0], dtype=torch.float64)
+        opt.step()
+    before = p.detach().clone()
+    for _ in range(3):
+        p.grad = torch.tensor([1.0], dtype=torch.float64)
+        opt.step()
+    assert torch.equal(p.detach(), before)  # lr 0 past t_total: no move, and never backwards
+
+
+def test_betas_alias_and_errors():
+    p = _param([1.0])
+    opt = BertAdam([p], lr=1e-3, betas=(0.8, 0.95))
+    assert (opt.param_groups[0]["b1"], opt.param_groups[0]["b2"]) == (0.8, 0.95)
+    with pytest.raises(ValueError, match="Invalid schedule parameter: 'linear'"):
+        BertAdam([p], lr=1e-3, schedule="linear")
+    with pytest.raises(ValueError, match=r"warmup=10 must be a fraction of t_total"):
+        BertAdam([p], lr=1e-3, warmup=10, t_total=100)
+    with pytest.raises(ValueError, match="Invalid b2"):
+        BertAdam([p], lr=1e-3, b2=1.0)
+
+
+def _train(model, opt, xs, ys):
+    for x, y in zip(xs, ys):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+
+
+def test_state_dict_round_trip_resumes_the_same_trajectory():
+    torch.manual_seed(0)
+    xs, ys = torch.randn(10, 8, 3), torch.randn(10, 8, 1)
+    model = torch.nn.Linear(3, 1)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = BertAdam(model.parameters(), lr=0.05, warmup=0.2, t_total=10)
+    _train(model, opt, xs, ys)
+    straight = {k: v.clone() for k, v in model.state_dict().items()}
+
+    model2 = torch.nn.Linear(3, 1)
+    model2.load_state_dict(start)
+    opt2 = BertAdam(model2.parameters(), lr=0.05, warmup=0.2, t_total=10)
+    _train(model2, opt2, xs[:4], ys[:4])
+    buf = io.BytesIO()
+    torch.save({"model": model2.state_dict(), "opt": opt2.state_dict()}, buf)
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=True)  # plain data only: the schedule is stored as a dict
+    model3 = torch.nn.Linear(3, 1)
+    model3.load_state_dict(saved["model"])
+    opt3 = BertAdam(model3.parameters(), lr=0.05, warmup=0.2, t_total=10)
+    opt3.load_state_dict(saved["opt"])
+    assert isinstance(opt3.param_groups[0]["schedule"], WarmupLinearSchedule)
+    _train(model3, opt3, xs[4:], ys[4:])
+    for k in straight:
+        assert torch.equal(model3.state_dict()[k], straight[k]), k
+
+
+def test_check_bertadam_step_names_the_mistake():
+    check_bertadam_step(bertadam_reference_update)  # ours passes
+
+    def adamw_like(p, grad, m, v, lr, b1, b2, e, weight_decay, max_grad_norm):
+        m = b1 * m + (1 - b1) * grad
+        v = b2 * v + (1 - b2) * grad * grad
+        return p - lr * (m / (1 - b1)) / ((v / (1 - b2)).sqrt() + e), m, v
+
+    with pytest.raises(AssertionError, match="no bias correction"):
+        check_bertadam_step(adamw_like)
+
+    def no_clip(p, grad, m, v, lr, b1, b2, e, weight_decay, max_grad_norm):
+        return bertadam_reference_update(p, grad, m, v, lr, b1, b2, e, weight_decay, max_grad_norm=-1)
+
+    with pytest.raises(AssertionError, match="per-tensor gradient clipping"):
+        check_bertadam_step(no_clip)

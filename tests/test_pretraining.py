@@ -1,0 +1,243 @@
+"""NSP pairs and dynamic masking on real text (Gutenberg, Google's sample_text.txt) with the real uncased vocab.
+
+Statistical bounds: a share k/n with expectation p is accepted within 5 binomial standard deviations,
+|k/n - p| <= 5 * sqrt(p (1 - p) / n). A correct implementation fails with probability < 1e-6 (the seeds are
+fixed, so the tests are deterministic); a 1-point bias in the 80/10/10 split on ~4e4 targets is ~5 sd away.
+"""
+import math
+
+import pytest
+import torch
+
+from minibert import pretraining as P
+from minibert.assets import data_path, vocab_path
+from minibert.tokenization import BertTokenizer
+
+
+def within(k: int, n: int, p: float) -> bool:
+    return abs(k / n - p) <= 5 * math.sqrt(p * (1 - p) / n)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return BertTokenizer(vocab_path("bert-base-uncased"))
+
+
+@pytest.fixture(scope="module")
+def docs(tok):
+    raw = P.read_documents(data_path("lm_text", "gutenberg_austen_chesterton_sentences.txt"), max_documents=60)
+    return P.tokenize_documents(raw, tok)
+
+
+@pytest.fixture(scope="module")
+def dataset(docs, tok):
+    return P.PretrainingDataset(P.create_training_instances(docs, 128, 0.1, 1, seed=1), tok)
+
+
+def test_read_documents_sample_text():
+    d = P.read_documents(data_path("lm_text", "sample_text.txt"))
+    assert len(d) == 3
+    assert d[0][0].startswith("This text is included to make sure Unicode is handled properly")
+    assert sum(map(len, d)) == 31  # 33 lines, 2 of them blank document separators
+
+
+@pytest.mark.parametrize("max_len", [16, 40, 128])
+def test_pairs_never_longer_than_asked_and_well_formed(docs, max_len):
+    inst = P.create_training_instances(docs[:20], max_len, 0.1, 1, seed=3)
+    assert len(inst) > 50
+    for x in inst:
+        assert len(x.tokens) <= max_len
+        assert x.tokens[0] == "[CLS]" and x.tokens[-1] == "[SEP]" and x.tokens.count("[SEP]") == 2
+        sep = x.tokens.index("[SEP]")
+        assert 1 < sep < len(x.tokens) - 2  # A and B both non-empty
+        assert x.segment_ids == [0] * (sep + 1) + [1] * (len(x.tokens) - sep - 1)
+
+
+def _find(hay: list[str], needle: list[str]) -> int:
+    """Token offset of `needle` as a contiguous run inside `hay`, or -1."""
+    s, n = "\x00" + "\x00".join(hay) + "\x00", "\x00" + "\x00".join(needle) + "\x00"
+    i = s.find(n) if needle else -1
+    return -1 if i < 0 else s[:i + 1].count("\x00") - 1
+
+
+def test_isnext_b_follows_a_in_the_same_document(docs):
+    # short targets (short_seq_prob=1) far below max_seq_length: most pairs need no truncation
+    inst = P.create_training_instances(docs[:30], 512, 1.0, 1, seed=0)
+    streams = [[t for sent in d for t in sent] for d in docs[:30]]
+    checked = 0
+    for x in inst:
+        if x.is_random_next or len(x.tokens) == 512:  # truncated pairs are cut at a random end
+            continue
+        sep = x.tokens.index("[SEP]")
+        a, b = x.tokens[1:sep], x.tokens[sep + 1:-1]
+        assert any(_find(s, a + b) >= 0 for s in streams), "IsNext: B must directly follow A in one document"
+        checked += 1
+    assert checked > 20
+
+
+def test_notnext_share_near_half(docs):
+    inst = P.create_training_instances(docs, 128, 0.1, 3, seed=7)
+    free = [x for x in inst if not x.forced_random_next]  # one-sentence chunks are always NotNext (Google)
+    k = sum(x.is_random_next for x in free)
+    assert len(free) > 3000 and within(k, len(free), 0.5), (k, len(free))
+    assert all(x.is_random_next for x in inst if x.forced_random_next)
+
+
+def test_truncation_trims_the_longer_side_from_both_ends():
+    import random
+    rng = random.Random(0)
+    fronts = backs = 0
+    for _ in range(200):
+        a, b = list("abcdefghij"), list("xyz")
+        P.truncate_seq_pair(a, b, 8, rng)
+        assert b == list("xyz") and len(a) == 5
+        fronts += a[0] != "a"
+        backs += a[-1] != "j"
+    assert fronts > 150 and backs > 150  # each of 5 cuts picks an end with p=1/2: P(end untouched)=1/32
+
+
+def _batch(dataset, n, collator):
+    return collator([dataset[i % len(dataset)] for i in range(n)])
+
+
+def test_masking_proportions_on_real_text(dataset, tok):
+    col = P.PretrainingCollator(tok.vocab, max_predictions_per_seq=1000, seed=0)
+    mask_id = tok.vocab["[MASK]"]
+    targets = kept = masked = random_ = cand = 0
+    expected = 0
+    for start in range(0, 2048, 256):
+        items = [dataset[(start + i) % len(dataset)] for i in range(256)]
+        b = col(items)
+        orig = torch.nn.utils.rnn.pad_sequence([it["input_ids"] for it in items], batch_first=True)
+        t = b["masked_lm_labels"] != -100
+        lengths = b["attention_mask"].sum(1)
+        expected += torch.round(lengths.double() * 0.15).clamp(min=1).sum().item()
+        cand += (lengths - 3).sum().item()
+        targets += t.sum().item()
+        masked += (b["input_ids"][t] == mask_id).sum().item()
+        kept += (b["input_ids"][t] == orig[t]).sum().item()
+        random_ += ((b["input_ids"][t] != mask_id) & (b["input_ids"][t] != orig[t])).sum().item()
+    assert cand >= 100_000
+    assert targets == expected  # exactly round(0.15 * length) per sequence, as Google
+    assert abs(targets / cand - 0.15) < 0.005  # length counts [CLS]/[SEP]: a hair above 15% of candidates
+    assert within(masked, targets, 0.8), masked / targets
+    assert within(kept, targets, 0.1), kept / targets  # (+1/V from random draws equal to the original)
+    assert within(random_, targets, 0.1), random_ / targets
+
+
+def test_special_tokens_and_padding_never_targets(dataset, tok):
+    col = P.PretrainingCollator(tok.vocab, max_predictions_per_seq=200, masked_lm_prob=0.9, seed=1)
+    items = [dataset[i] for i in range(300)]
+    b = col(items)
+    orig = torch.nn.utils.rnn.pad_sequence([it["input_ids"] for it in items], batch_first=True)
+    t = b["masked_lm_labels"] != -100
+    special = (orig == tok.vocab["[CLS]"]) | (orig == tok.vocab["[SEP]"]) | (b["attention_mask"] == 0)
+    assert special.sum() > 600 and not (t & special).any()
+    assert torch.equal(b["input_ids"][special], orig[special])
+    assert torch.equal(b["masked_lm_labels"][t], orig[t])
+    assert torch.equal(b["input_ids"][~t], orig[~t])
+    assert set(b["masked_lm_labels"].unique().tolist()) >= {-100}
+    assert b["next_sentence_label"].tolist() == [int(x.is_random_next) for x in dataset.instances[:300]]
+
+
+def test_max_predictions_per_seq(dataset, tok):
+    b = _batch(dataset, 200, P.PretrainingCollator(tok.vocab, max_predictions_per_seq=5, seed=0))
+    per_row = (b["masked_lm_labels"] != -100).sum(1)
+    assert per_row.max().item() == 5 and per_row.min().item() >= 1
+
+
+def test_same_seed_same_batch_and_fresh_masks_each_call(dataset, tok):
+    c1, c2 = (P.PretrainingCollator(tok.vocab, seed=42) for _ in range(2))
+    b1, b2 = _batch(dataset, 64, c1), _batch(dataset, 64, c2)
+    for k in b1:
+        assert torch.equal(b1[k], b2[k]), k
+    again = _batch(dataset, 64, c1)  # dynamic masking: a new call draws new masks
+    assert not torch.equal(again["masked_lm_labels"], b1["masked_lm_labels"])
+    other = _batch(dataset, 64, P.PretrainingCollator(tok.vocab, seed=43))
+    assert not torch.equal(other["input_ids"], b1["input_ids"])
+    fixed = P.fixed_batches(P.PretrainingDataset(dataset.instances[:70], tok), c1, 32, seed=5)
+    fixed2 = P.fixed_batches(P.PretrainingDataset(dataset.instances[:70], tok), c2, 32, seed=5)
+    assert [len(f["input_ids"]) for f in fixed] == [32, 32, 6]
+    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(fixed, fixed2))
+
+
+def test_whole_word_masking_masks_whole_words(dataset, tok):
+    col = P.PretrainingCollator(tok.vocab, whole_word_mask=True, max_predictions_per_seq=20, seed=0)
+    items = [dataset[i] for i in range(400)]
+    b = col(items)
+    t = b["masked_lm_labels"] != -100
+    start = torch.nn.utils.rnn.pad_sequence([it["word_start"] for it in items], batch_first=True,
+                                            padding_value=True)
+    # a continuation piece (##x) is a target exactly when the piece before it is (unless truncation left it
+    # orphaned right after [CLS]/[SEP]: then it is a word of its own)
+    prev_special = b["input_ids"][:, :-1].eq(tok.vocab["[CLS]"]) | b["input_ids"][:, :-1].eq(tok.vocab["[SEP]"])
+    cont = ~start[:, 1:] & ~prev_special
+    assert torch.equal(t[:, 1:][cont], t[:, :-1][cont])
+    n_multi = (t[:, 1:] & cont).sum().item()
+    assert n_multi > 20  # the test saw multi-piece words being masked
+    budget = torch.round(b["attention_mask"].sum(1).double() * 0.15).clamp(min=1, max=20)
+    assert ((t.sum(1) <= budget) & (t.sum(1) >= budget - 6)).all()
+
+
+def test_check_masking_accepts_ours_and_names_mistakes():
+    P.check_masking(lambda ids, sp, V, m, g: P.mask_tokens(ids, sp, V, m, g))
+
+    def masks_specials(ids, sp, V, m, g):
+        return P.mask_tokens(ids, torch.zeros_like(sp), V, m, g)
+
+    with pytest.raises(AssertionError, match="special token"):
+        P.check_masking(masks_specials)
+
+    def all_mask(ids, sp, V, m, g):  # forgets the 10% random / 10% unchanged
+        inputs, labels = P.mask_tokens(ids, sp, V, m, g)
+        return torch.where(labels != -100, torch.full_like(ids, m), ids), labels
+
+    with pytest.raises(AssertionError, match=r"replaced by \[MASK\]: .* expected 0.8"):
+        P.check_masking(all_mask)
+
+
+def test_errors_name_the_fix(docs, tok):
+    with pytest.raises(ValueError, match="max_seq_length=4 leaves no room"):
+        P.create_training_instances(docs, max_seq_length=4)
+    with pytest.raises(ValueError, match=r"vocab has no \[MASK\] token"):
+        P.PretrainingCollator({"[PAD]": 0, "[CLS]": 1, "[SEP]": 2})
+
+
+def test_losses_metrics_and_unigram_baseline(dataset, tok):
+    col = P.PretrainingCollator(tok.vocab, seed=0)
+    batches = P.fixed_batches(P.PretrainingDataset(dataset.instances[:64], tok), col, 32)
+    base = P.unigram_baseline(dataset, batches, tok.vocab)
+    labels = torch.cat([b["masked_lm_labels"].reshape(-1) for b in batches])
+    labels = labels[labels >= 0]
+    top = torch.bincount(labels).argmax().item()
+    assert tok.convert_ids_to_tokens([top])[0] in {",", ".", "the"}
+    assert 0.03 < base["mlm_accuracy"] < 0.2 and 100 < base["perplexity"] < 3000
+    # a perfect predictor: accuracy 1 and loss ~0; ignored positions do not count
+    lab = batches[0]["masked_lm_labels"]
+    scores = torch.full((*lab.shape, len(tok.vocab)), -30.0)
+    scores.scatter_(2, lab.clamp(min=0)[..., None], 30.0)
+    nsp = torch.nn.functional.one_hot(batches[0]["next_sentence_label"], 2).float() * 60 - 30
+    r = P.pretraining_losses(scores, nsp, lab, batches[0]["next_sentence_label"])
+    assert r["mlm_correct"] == r["mlm_count"] == (lab != -100).sum() and r["mlm_loss"] < 1e-6
+    assert r["nsp_correct"] == 32
+
+
+def test_pretrain_loop_learns_a_fixed_batch(dataset, tok):
+    from minibert import BertAdam, BertConfig, BertForPreTraining
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tok.vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    model = BertForPreTraining(cfg)
+    small = P.PretrainingDataset(dataset.instances[:16], tok)
+    col = P.PretrainingCollator(tok.vocab, seed=0)
+    ev = P.fixed_batches(small, col, 16)
+    before = P.evaluate_pretraining(model, ev)
+    opt = BertAdam(model.parameters(), lr=3e-3, warmup=0.1, t_total=40, weight_decay=0.0)
+    seen = []
+    hist = P.pretrain(model, small, col, opt, num_steps=40, batch_size=16, eval_batches=ev, eval_every=20,
+                      callback=lambda h: seen.append(len(h.step)), callback_every=10)
+    assert hist.step == list(range(1, 41)) and seen == [10, 20, 30, 40] and len(hist.evals) == 2
+    assert hist.lr[0] == 0.0 and max(hist.lr) == pytest.approx(3e-3, rel=0.1)
+    after = hist.evals[-1][1]
+    assert after["mlm_loss"] < before["mlm_loss"] - 1.0
+    assert after["perplexity"] == pytest.approx(math.exp(after["mlm_loss"]))
