@@ -7,6 +7,7 @@ import platform
 import random
 import sys
 
+import numpy as np
 import torch
 
 MODE_ENV = "MINIBERT_MODE"
@@ -27,8 +28,9 @@ def default_device() -> torch.device:
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python, torch (CPU and every GPU) so a run can be repeated."""
+    """Seed Python, NumPy and torch (CPU and every GPU) so a run can be repeated."""
     random.seed(seed)
+    np.random.seed(seed)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
 
