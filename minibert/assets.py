@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import urllib.error
@@ -231,6 +232,50 @@ def build_glue_mrpc(folder: Path) -> None:
             test.write(f"{index}\t{id1}\t{id2}\t{s1}\t{s2}\n")
 
 
+GUTENBERG_SENTENCE_BOOKS = ("austen-emma", "austen-persuasion", "austen-sense", "chesterton-thursday")
+_CHAPTER = re.compile(r"^\s*chapter\s+([0-9]+|[IVXLC]+)\.?\s*$", re.I | re.M)
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'(]?[A-Z])")  # end mark, space, capital (maybe quoted)
+_ABBREVIATION = re.compile(r"\b(Mr|Mrs|Dr|St|Col|Capt)\.$")
+
+
+def gutenberg_documents(text: str) -> list[list[str]]:
+    """A raw Project Gutenberg book as documents (one per chapter) of sentences, for BERT pretraining.
+
+    Drops the licence header and the footer, splits on CHAPTER headings (chapters under 200 characters are
+    dropped), collapses whitespace, and splits sentences heuristically (not after Mr., Mrs., Dr., ...).
+    """
+    start = text.find("*END*THE SMALL PRINT")
+    if start >= 0:
+        text = text[text.index("\n", start) + 1:]
+    footer = re.search(r"End of (the )?Project Gutenberg", text, re.I)
+    if footer:
+        text = text[:footer.start()]
+    documents = []
+    for chapter in _CHAPTER.split(text)[2::2]:  # split() yields [before, number, chapter, number, chapter, ...]
+        chapter = " ".join(chapter.split())
+        if len(chapter) < 200:
+            continue
+        sentences: list[str] = []
+        for piece in _SENTENCE_BREAK.split(chapter):
+            if sentences and _ABBREVIATION.search(sentences[-1]):
+                sentences[-1] += " " + piece
+            else:
+                sentences.append(piece)
+        documents.append(sentences)
+    return documents
+
+
+def build_gutenberg_sentences(root: Path) -> Path:
+    """Write ``lm_text/gutenberg_austen_chesterton_sentences.txt`` from four Gutenberg books: one sentence a
+    line, a blank line between documents (the input format of Google's ``create_pretraining_data.py``)."""
+    documents = [doc for book in GUTENBERG_SENTENCE_BOOKS
+                 for doc in gutenberg_documents((root / "gutenberg" / f"{book}.txt").read_text(encoding="utf-8"))]
+    dest = root / "lm_text" / "gutenberg_austen_chesterton_sentences.txt"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text("\n\n".join("\n".join(doc) for doc in documents) + "\n", encoding="utf-8")
+    return dest
+
+
 def download(*names: str, force: bool = False) -> Path:
     """Download the named data sets (see :data:`DATASETS`) into :func:`data_dir`; files already there are kept."""
     unknown = [n for n in names if n not in DATASETS]
@@ -244,6 +289,10 @@ def download(*names: str, force: bool = False) -> Path:
                 _fetch(remote.url, dest, remote.sha256)
         if name == "mrpc" and (force or not (root / "mrpc" / "train.tsv").exists()):
             build_glue_mrpc(root / "mrpc")
+        derived = root / "lm_text" / "gutenberg_austen_chesterton_sentences.txt"
+        if name == "lm_text" and (force or not derived.exists()):
+            download("gutenberg")
+            build_gutenberg_sentences(root)
     return root
 
 

@@ -65,6 +65,16 @@ def test_glue_mrpc_is_rebuilt_byte_for_byte(tmp_path):
         assert (tmp_path / name).read_bytes() == (source / name).read_bytes(), name
 
 
+def test_gutenberg_sentences_are_rebuilt_byte_for_byte(tmp_path):
+    """The pretraining text is derived from four books; the download path rebuilds the exact file."""
+    (tmp_path / "gutenberg").mkdir()
+    for book in assets.GUTENBERG_SENTENCE_BOOKS:
+        shutil.copy(assets.data_path("gutenberg", f"{book}.txt"), tmp_path / "gutenberg")
+    built = assets.build_gutenberg_sentences(tmp_path)
+    reference = assets.data_path("lm_text", "gutenberg_austen_chesterton_sentences.txt")
+    assert built.read_bytes() == reference.read_bytes()
+
+
 def test_download_fetches_from_sources_and_checks_sha256(tmp_path, monkeypatch):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
@@ -73,6 +83,9 @@ def test_download_fetches_from_sources_and_checks_sha256(tmp_path, monkeypatch):
     monkeypatch.setitem(assets.DATASETS, "lm_text", [assets.Remote(good.path, (mirror / "sample_text.txt").as_uri(),
                                                                    good.sha256)])
     monkeypatch.setenv(assets.DATA_ENV, str(tmp_path / "data"))
+    derived = tmp_path / "data" / "lm_text" / "gutenberg_austen_chesterton_sentences.txt"
+    derived.parent.mkdir(parents=True)
+    derived.write_text("already built\n")  # so the download does not fetch the books to rebuild it
     assets.download("lm_text")
     fetched = tmp_path / "data" / "lm_text" / "sample_text.txt"
     assert hashlib.sha256(fetched.read_bytes()).hexdigest() == good.sha256
