@@ -77,19 +77,24 @@ def encode_batch(tokenizer: Any, texts: Sequence[TextInput], max_seq_length: int
     return EncodedBatch(ids, types, mask, [toks for toks, _ in built])
 
 
-def _forward(model: torch.nn.Module, batch: EncodedBatch) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """All encoder layers (list of (batch, seq, hidden)) and the pooled output, eval mode, no gradients."""
+def run_encoder(model: torch.nn.Module, batch: EncodedBatch, output_attentions: bool = False) -> tuple:
+    """The encoder's output for a batch (of a BertModel or a task model's `.bert`), in eval mode without
+    gradients, on the model's device; the model's train/eval mode is restored afterwards."""
     bert = unwrap_bert(model)
     device = next(bert.parameters()).device
     was_training = bert.training
     bert.eval()
     try:
         with torch.no_grad():
-            out = bert(batch.input_ids.to(device), batch.token_type_ids.to(device), batch.attention_mask.to(device),
-                       output_all_encoded_layers=True)
+            return bert(batch.input_ids.to(device), batch.token_type_ids.to(device), batch.attention_mask.to(device),
+                        output_all_encoded_layers=True, output_attentions=output_attentions)
     finally:
         bert.train(was_training)
-    layers, pooled = out[0], out[1]
+
+
+def _forward(model: torch.nn.Module, batch: EncodedBatch) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """All encoder layers (list of (batch, seq, hidden)) and the pooled output, on the CPU in float32."""
+    layers, pooled = run_encoder(model, batch)[:2]
     return [h.float().cpu() for h in layers], pooled.float().cpu()
 
 

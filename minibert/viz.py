@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from minibert.features import TextInput, encode_batch, unwrap_bert
+from minibert.features import EncodedBatch, TextInput, encode_batch, run_encoder
 
 # ----------------------------------------------------------------------------------------------------------
 # Attention from a model
@@ -58,19 +58,9 @@ def _check_layer_head(layer: int, head: int, num_layers: int, num_heads: int) ->
                          f"use 0..{num_heads - 1}")
 
 
-def _model_attention(model: torch.nn.Module, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
-                     attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _model_attention(model: torch.nn.Module, batch: EncodedBatch) -> tuple[torch.Tensor, ...]:
     """Run the encoder in eval mode without gradients and return its attention probabilities per layer."""
-    bert = unwrap_bert(model)
-    device = next(bert.parameters()).device
-    was_training = bert.training
-    bert.eval()
-    try:
-        with torch.no_grad():
-            out = bert(input_ids.to(device), token_type_ids.to(device), attention_mask.to(device),
-                       output_all_encoded_layers=True, output_attentions=True)
-    finally:
-        bert.train(was_training)
+    out = run_encoder(model, batch, output_attentions=True)
     if not (isinstance(out, (tuple, list)) and len(out) == 3):
         raise TypeError("expected the model to return (encoded_layers, pooled, attentions) when called with "
                         "output_attentions=True (the minibert BertModel contract); got "
@@ -85,7 +75,7 @@ def get_attention(model: torch.nn.Module, tokenizer: Any, text_a: str, text_b: s
     The input is built as in the paper (section 3, Figure 2): [CLS] A [SEP] (B [SEP]), segment ids 0 for A, 1 for B.
     """
     batch = encode_batch(tokenizer, [text_a if text_b is None else (text_a, text_b)], max_seq_length)
-    attentions = _model_attention(model, batch.input_ids, batch.token_type_ids, batch.attention_mask)
+    attentions = _model_attention(model, batch)
     tokens = batch.tokens[0]
     b_start = tokens.index("[SEP]") + 1 if text_b is not None else None
     return AttentionResult(tokens=tokens, attentions=attentions, sentence_b_start=b_start,
@@ -107,7 +97,7 @@ def iter_batch_attention(model: torch.nn.Module, tokenizer: Any, texts: Sequence
     """Attention for many sentences (or (a, b) pairs), one padded batch at a time (memory stays one batch)."""
     for start in range(0, len(texts), batch_size):
         batch = encode_batch(tokenizer, texts[start:start + batch_size], max_seq_length)
-        att = _model_attention(model, batch.input_ids, batch.token_type_ids, batch.attention_mask)
+        att = _model_attention(model, batch)
         yield BatchAttention(att, batch.input_ids, batch.attention_mask, batch.tokens)
 
 

@@ -7,8 +7,6 @@ import torch
 
 from minibert import features
 from minibert.datasets import read_mrpc
-from minibert.modeling import BertModel
-from minibert.tokenization import BertTokenizer
 
 N_MRPC = 96  # first pairs of MRPC dev: enough for a stable AUC, small enough for a 2-core CI run
 
@@ -19,16 +17,6 @@ EXPECTED_AUC = {
     "mean": [0.75101, 0.7697, 0.76667, 0.7404, 0.73636, 0.76061],
     "pooled": [0.76616],
 }
-
-
-@pytest.fixture(scope="module")
-def model():
-    return BertModel.from_pretrained(None).eval()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return BertTokenizer.from_pretrained(None)
 
 
 @pytest.fixture(scope="module")

@@ -209,6 +209,16 @@ def test_resume_with_a_different_plan_is_refused(tmp_path):
 # DistributedDataParallel on CPU (gloo, 2 processes)
 
 
+def assert_same_as_one_process(out):
+    """The losses and parameters a distributed run saved equal one process's run with the same global batch."""
+    got = torch.load(out)
+    ref = fresh_model()
+    res = train(ref, make_features(44), quick_args())
+    np.testing.assert_allclose(got["losses"], res.losses, rtol=1e-5, atol=1e-6)
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(got["params"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+
+
 def _ddp_worker(rank: int, world: int, init_file: str, out_file: str, accum: int) -> None:
     import torch.distributed as dist
 
@@ -229,12 +239,7 @@ def test_ddp_two_processes_match_one_process_with_the_same_global_batch(tmp_path
     out = tmp_path / "ddp.pt"
     # 2 processes x 2 accumulation steps: each global batch of 8 is cut in 4 micro-batches of 2
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(out), 2), nprocs=2, join=True)
-    got = torch.load(out)
-    ref = fresh_model()
-    res = train(ref, make_features(44), quick_args())
-    np.testing.assert_allclose(got["losses"], res.losses, rtol=1e-5, atol=1e-6)
-    for k, v in ref.state_dict().items():
-        torch.testing.assert_close(got["params"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+    assert_same_as_one_process(out)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -424,9 +429,4 @@ def test_torchrun_with_setup_distributed_matches_one_process(tmp_path):
         os.killpg(proc.pid, 9)  # torchrun and its workers: they share the new session's process group
         raise
     assert proc.returncode == 0, err[-2000:]
-    got = torch.load(out)
-    ref = fresh_model()
-    res = train(ref, make_features(44), quick_args())
-    np.testing.assert_allclose(got["losses"], res.losses, rtol=1e-5, atol=1e-6)
-    for k, v in ref.state_dict().items():
-        torch.testing.assert_close(got["params"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+    assert_same_as_one_process(out)

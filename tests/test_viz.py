@@ -12,22 +12,10 @@ matplotlib.use("Agg")
 
 from minibert import viz  # noqa: E402
 from minibert.features import encode_batch  # noqa: E402
-from minibert.modeling import BertModel  # noqa: E402
-from minibert.tokenization import BertTokenizer  # noqa: E402
 
 SENTENCES = ["The quick brown fox jumps over the lazy dog.",
              ("Who was Jim Henson?", "Jim Henson was a puppeteer, and a very good one."),
              "Short one."]
-
-
-@pytest.fixture(scope="module")
-def model():
-    return BertModel.from_pretrained(None).eval()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return BertTokenizer.from_pretrained(None)
 
 
 @pytest.fixture(scope="module")
