@@ -8,14 +8,14 @@ import torch
 from minibert import features
 from minibert.datasets import read_mrpc
 
-N_MRPC = 96  # first pairs of MRPC dev: enough for a stable AUC, small enough for a 2-core CI run
+N_MRPC = 408  # all of MRPC dev
 
-# per-layer ROC AUC on the first 96 MRPC dev pairs with the packaged all-MiniLM-L6-v2, computed with this module
-# (and matched by the independent computation below); a change here means the pipeline changed
+# per-layer ROC AUC on MRPC dev with the packaged all-MiniLM-L6-v2, computed with this module (and matched by
+# the independent computation below); a change here means the pipeline changed
 EXPECTED_AUC = {
-    "cls": [0.70505, 0.74091, 0.75657, 0.74293, 0.78384, 0.78333],
-    "mean": [0.75101, 0.7697, 0.76667, 0.7404, 0.73636, 0.76061],
-    "pooled": [0.76616],
+    "cls": [0.7087, 0.7057, 0.71451, 0.73752, 0.70554, 0.6959],
+    "mean": [0.75991, 0.77614, 0.77242, 0.76325, 0.76183, 0.73213],
+    "pooled": [0.69692],
 }
 
 
