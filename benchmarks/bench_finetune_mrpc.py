@@ -30,6 +30,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--only", choices=["minibert", "transformers"], default=None)
+    p.add_argument("--transformers-optimizer", choices=["adamw", "bertadam"], default="adamw",
+                   help="bertadam: give transformers minibert's BertAdam too, so only the implementations differ")
     return p.parse_args()
 
 
@@ -61,9 +63,14 @@ def run_transformers(args, folder, train_f, dev_f, classifier_init):
                "weight_decay": 0.01},
               {"params": [p for n, p in model.named_parameters() if any(nd in n for nd in no_decay)],
                "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=args.lr, eps=1e-6)
     t_total = num_update_steps(len(train_f), args.batch_size, args.epochs)
-    scheduler = transformers.get_linear_schedule_with_warmup(optimizer, int(args.warmup * t_total), t_total)
+    if args.transformers_optimizer == "bertadam":  # schedule and per-tensor clipping live inside BertAdam
+        from minibert.optimization import BertAdam
+        optimizer = BertAdam(groups, lr=args.lr, warmup=args.warmup, t_total=t_total, max_grad_norm=1.0)
+        scheduler = None
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=args.lr, eps=1e-6)
+        scheduler = transformers.get_linear_schedule_with_warmup(optimizer, int(args.warmup * t_total), t_total)
     lengths = [len(f["input_ids"]) for f in train_f]
     set_seed(args.seed)
     start, epoch_times = time.perf_counter(), []
@@ -73,9 +80,11 @@ def run_transformers(args, folder, train_f, dev_f, classifier_init):
         for batch in length_bucketed_batches(lengths, args.batch_size, args.seed, epoch):
             loss = _loss_of(model(**pad_collate([train_f[i] for i in batch])))
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            if scheduler is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            scheduler.step()
+            if scheduler is not None:
+                scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         epoch_times.append(time.perf_counter() - t0)
         metrics = evaluate(model, dev_f, 64, "cpu").metrics
@@ -105,13 +114,14 @@ def main() -> None:
     ours = run_minibert(args, folder, train_f, dev_f)
     rows["minibert (BertAdam)"] = ours[:3]
     if args.only != "minibert":
-        rows["transformers (AdamW)"] = run_transformers(args, folder, train_f, dev_f, ours[3])
-    print(f"\n{'':22s} {'dev acc':>8s} {'dev F1':>8s} {'train s':>9s} {'s/epoch':>9s}")
+        name = "transformers (BertAdam)" if args.transformers_optimizer == "bertadam" else "transformers (AdamW)"
+        rows[name] = run_transformers(args, folder, train_f, dev_f, ours[3])
+    print(f"\n{'':24s} {'dev acc':>8s} {'dev F1':>8s} {'train s':>9s} {'s/epoch':>9s}")
     for name, (m, secs, epochs) in rows.items():
-        print(f"{name:22s} {m['accuracy']:8.4f} {m['f1']:8.4f} {secs:9.1f} {secs / len(epochs):9.1f}")
+        print(f"{name:24s} {m['accuracy']:8.4f} {m['f1']:8.4f} {secs:9.1f} {secs / len(epochs):9.1f}")
     if len(rows) == 2:
         (mo, so, _), (mt, st, _) = rows.values()
-        print(f"{'minibert - transformers':22s} {100 * (mo['accuracy'] - mt['accuracy']):+7.2f}p "
+        print(f"{'minibert - transformers':24s} {100 * (mo['accuracy'] - mt['accuracy']):+7.2f}p "
               f"{100 * (mo['f1'] - mt['f1']):+7.2f}p  time ratio minibert/transformers {so / st:.2f}x")
 
 
