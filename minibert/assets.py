@@ -238,18 +238,23 @@ _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'(]?[A-Z])")  # end mark, spac
 _ABBREVIATION = re.compile(r"\b(Mr|Mrs|Dr|St|Col|Capt)\.$")
 
 
+def strip_gutenberg_boilerplate(text: str) -> str:
+    """A Project Gutenberg etext without its licence header (up to ``*END*THE SMALL PRINT``) and its footer
+    (from ``End of [the|The] Project Gutenberg``, spelled several ways across the NLTK books)."""
+    start = text.find("*END*THE SMALL PRINT")
+    if start >= 0:
+        text = text[text.index("\n", start) + 1:]
+    footer = re.search(r"End of (the )?Project Gutenberg", text, re.I)
+    return text[:footer.start()] if footer else text
+
+
 def gutenberg_documents(text: str) -> list[list[str]]:
     """A raw Project Gutenberg book as documents (one per chapter) of sentences, for BERT pretraining.
 
     Drops the licence header and the footer, splits on CHAPTER headings (chapters under 200 characters are
     dropped), collapses whitespace, and splits sentences heuristically (not after Mr., Mrs., Dr., ...).
     """
-    start = text.find("*END*THE SMALL PRINT")
-    if start >= 0:
-        text = text[text.index("\n", start) + 1:]
-    footer = re.search(r"End of (the )?Project Gutenberg", text, re.I)
-    if footer:
-        text = text[:footer.start()]
+    text = strip_gutenberg_boilerplate(text)
     documents = []
     for chapter in _CHAPTER.split(text)[2::2]:  # split() yields [before, number, chapter, number, chapter, ...]
         chapter = " ".join(chapter.split())

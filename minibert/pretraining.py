@@ -23,6 +23,8 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
+from minibert.assets import strip_gutenberg_boilerplate
+
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # label of positions that are not predicted (cross_entropy's default ignore_index)
@@ -66,12 +68,7 @@ def read_book_documents(path: str | os.PathLike, sentences_per_document: int = 3
         text = Path(path).read_text(encoding=encoding)
     except UnicodeDecodeError:  # shakespeare-caesar.txt is ISO-8859-1
         text = Path(path).read_text(encoding="latin-1")
-    start = text.find("*END*THE SMALL PRINT")  # the Project Gutenberg licence header, when present
-    if start >= 0:
-        text = text[text.index("\n", start) + 1:]
-    end = text.find("End of the Project Gutenberg")
-    text = text[:end] if end >= 0 else text
-    lines = text.split("\n")
+    lines = strip_gutenberg_boilerplate(text).split("\n")
     if lines and lines[0].startswith("["):
         lines = lines[1:]
     paragraphs = " ".join(l.strip() if l.strip() else "\n" for l in lines).split("\n")
