@@ -131,6 +131,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "minibert").expanduser()
 
 
+def runs_dir(name: str) -> Path:
+    """A folder for one run's outputs (checkpoints, features): ``<cache_dir>/runs/<name>``, created if needed.
+
+    Run outputs live in the cache, not next to the notebooks, so they never clutter the course's file browser.
+    """
+    folder = cache_dir() / "runs" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def offline_checkpoint_path() -> Path:
     """Folder of the packaged all-MiniLM-L6-v2 (a real 6-layer BertModel, no MLM/NSP heads)."""
     try:
