@@ -1,17 +1,24 @@
 """Classification metrics for fine-tuning: accuracy, F1, Matthews correlation and a confusion matrix.
 
 Small, dependency-free versions of what GLUE reports (Wang et al. 2019): MRPC and QQP use accuracy and the F1
-of the positive class, CoLA uses Matthews correlation, the rest accuracy.
+of the positive class, CoLA uses Matthews correlation, the rest accuracy. SQuAD is scored as the official
+evaluate-v1.1/v2.0 scripts do (EM/F1), NER at the entity level as seqeval's strict IOB2 mode does.
 """
 from __future__ import annotations
 
+import logging
 import math
+import re
+import string
+from collections import Counter
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["accuracy", "f1_score", "matthews_corrcoef", "confusion_matrix", "classification_metrics",
-           "TASK_METRICS"]
+           "TASK_METRICS", "normalize_answer", "squad_scores", "iob1_to_iob2", "get_entities", "ner_scores"]
 
 # The metric each task is judged by (GLUE paper, Table 1; ChnSentiCorp is reported as accuracy).
 TASK_METRICS = {"mrpc": ("accuracy", "f1"), "qqp": ("accuracy", "f1"), "cola": ("mcc",),
@@ -88,4 +95,144 @@ def classification_metrics(preds: Sequence[int], labels: Sequence[int], num_labe
     out = {"accuracy": accuracy(preds, labels),
            "f1": f1_score(preds, labels, average="binary" if num_labels == 2 else "macro"),
            "mcc": matthews_corrcoef(preds, labels)}
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# SQuAD (the official evaluate-v1.1.py / evaluate-v2.0.py semantics) and entity-level NER (seqeval, strict)
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCTUATION = set(string.punctuation)
+
+
+def normalize_answer(s: str) -> str:
+    """Lower-case, drop ASCII punctuation (``string.punctuation``, as the official script does; unicode
+    punctuation such as "—" stays), drop the articles a/an/the, collapse whitespace."""
+    s = "".join(ch for ch in s.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", s).split())
+
+
+def squad_exact(prediction: str, gold: str) -> float:
+    """1.0 when the normalized answers are equal."""
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def squad_f1(prediction: str, gold: str) -> float:
+    """Bag-of-tokens F1 of the normalized answers. v2.0 rule: if either is empty, 1.0 when both are."""
+    p, g = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not p or not g:
+        return float(p == g)
+    same = sum((Counter(p) & Counter(g)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_scores(dataset: dict, predictions: Dict[str, str]) -> Dict[str, float]:
+    """EM and F1 in percent over *all* questions of a parsed SQuAD file (v1.1 or v2.0), each question scoring
+    its max over the gold answers; a question missing from ``predictions`` scores 0. A v2.0 file
+    (any ``is_impossible``) also gets ``HasAns_*`` / ``NoAns_*`` and the counts, and an unanswerable
+    question's only gold is ``""`` (so predicting ``""`` scores 1)."""
+    if not isinstance(dataset, dict) or "data" not in dataset:
+        raise ValueError("dataset must be the parsed SQuAD JSON, a dict with a 'data' list "
+                         "(pass json.load(f), not json.load(f)['data'])")
+    rows = []  # (has_answer, em, f1)
+    for article in dataset["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                has_answer = bool(qa.get("answers")) and not qa.get("is_impossible", False)
+                golds = [a["text"] for a in qa.get("answers", []) if normalize_answer(a["text"])] or [""]
+                pred = predictions.get(qa["id"])
+                if pred is None:
+                    logger.warning("Unanswered question %s will receive score 0.", qa["id"])
+                    rows.append((has_answer, 0.0, 0.0))
+                    continue
+                rows.append((has_answer, max(squad_exact(pred, g) for g in golds),
+                             max(squad_f1(pred, g) for g in golds)))
+    if not rows:
+        raise ValueError("the dataset has no questions")
+    out = {"exact_match": 100.0 * sum(r[1] for r in rows) / len(rows),
+           "f1": 100.0 * sum(r[2] for r in rows) / len(rows), "total": len(rows)}
+    is_v2 = any(qa.get("is_impossible", False) for a in dataset["data"] for p in a["paragraphs"] for qa in p["qas"])
+    if is_v2 or str(dataset.get("version", "")).startswith("v2"):
+        for name, keep in (("HasAns", True), ("NoAns", False)):
+            part = [r for r in rows if r[0] == keep]
+            out[f"{name}_total"] = len(part)
+            if part:
+                out[f"{name}_exact"] = 100.0 * sum(r[1] for r in part) / len(part)
+                out[f"{name}_f1"] = 100.0 * sum(r[2] for r in part) / len(part)
+    return out
+
+
+def _split_tag(tag: str, where: str) -> tuple[str, str]:
+    if tag == "O":
+        return "O", ""
+    prefix, sep, kind = tag.partition("-")
+    if not sep or prefix not in ("B", "I") or not kind:
+        raise ValueError(f"{where}: tag {tag!r} is not 'O', 'B-TYPE' or 'I-TYPE'")
+    return prefix, kind
+
+
+def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
+    """CoNLL-2003's IOB1 (an entity starts with I- unless it follows one of the same type) to IOB2
+    (every entity starts with B-)."""
+    out, prev = [], "O"
+    for i, tag in enumerate(tags):
+        prefix, kind = _split_tag(tag, f"token {i}")
+        if prefix == "I" and (prev == "O" or prev[2:] != kind):
+            tag = "B-" + kind
+        out.append(tag)
+        prev = tag
+    return out
+
+
+def get_entities(tags: Sequence[str], scheme: str = "IOB2") -> list[tuple[str, int, int]]:
+    """Entity spans ``(type, start, end)`` (end inclusive) of one tag sequence, decoded strictly: an entity
+    is a B-X followed by I-X; an I-X that does not continue an X (IOB2) starts no entity in strict mode,
+    so seqeval's ``mode="strict"`` counts it as nothing. ``scheme="IOB1"`` first converts CoNLL's tags."""
+    if scheme == "IOB1":
+        tags = iob1_to_iob2(tags)
+    elif scheme != "IOB2":
+        raise ValueError(f"scheme must be 'IOB2' or 'IOB1', not {scheme!r}")
+    spans, start, kind = [], None, None
+    for i, tag in enumerate(list(tags) + ["O"]):
+        prefix, k = _split_tag(tag, f"token {i}")
+        if start is not None and not (prefix == "I" and k == kind):
+            spans.append((kind, start, i - 1))
+            start = None
+        if prefix == "B":
+            start, kind = i, k
+    return spans
+
+
+def _prf(tp: int, n_pred: int, n_gold: int) -> Dict[str, float]:
+    p = tp / n_pred if n_pred else 0.0
+    r = tp / n_gold if n_gold else 0.0
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0, "support": n_gold}
+
+
+def ner_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]],
+               scheme: str = "IOB2") -> Dict[str, object]:
+    """Entity-level precision, recall and F1 (fractions, micro over entities) as seqeval's strict IOB2 mode
+    computes them: an entity counts only when type, start and end all match. ``per_type`` maps each type to
+    the same three (and its gold ``support``). ``scheme="IOB1"`` decodes CoNLL's original tags."""
+    if len(gold) != len(predicted):
+        raise ValueError(f"gold has {len(gold)} sentences but predicted has {len(predicted)}")
+    gold_set, pred_set = set(), set()
+    for n, (g, p) in enumerate(zip(gold, predicted)):
+        if len(g) != len(p):
+            raise ValueError(f"sentence {n}: {len(g)} gold tags but {len(p)} predicted; predict one tag per word "
+                             "(give the words cut by truncation the tag 'O')")
+        try:
+            gold_set.update((n,) + e for e in get_entities(g, scheme))
+            pred_set.update((n,) + e for e in get_entities(p, scheme))
+        except ValueError as err:
+            raise ValueError(f"sentence {n}, {err}") from None
+    tp = gold_set & pred_set
+    types = sorted({e[1] for e in gold_set | pred_set})
+    per_type = {t: _prf(sum(e[1] == t for e in tp), sum(e[1] == t for e in pred_set),
+                        sum(e[1] == t for e in gold_set)) for t in types}
+    out: Dict[str, object] = dict(_prf(len(tp), len(pred_set), len(gold_set)))
+    out["per_type"] = per_type
     return out
