@@ -39,6 +39,7 @@ parity, and found no difference on MRPC, ChnSentiCorp and 10,000 generated strin
 from __future__ import annotations
 
 import collections
+import heapq
 import json
 import logging
 import operator
@@ -627,6 +628,118 @@ def _read_tokenizer_config(folder: Path) -> dict:
 
 # ----------------------------------------------------------------------------------------------------------
 # Helpers for the notebook: statistics and exercise checks
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Learning a WordPiece vocabulary
+
+
+def train_wordpiece(texts: Iterable[str], vocab_size: int,
+                    special_tokens: Sequence[str] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"),
+                    do_lower_case: bool = True, min_frequency: int = 1,
+                    max_input_chars_per_word: int = 100) -> list[str]:
+    """Learn a WordPiece vocabulary from raw text; returns the tokens in id order (write one a line as vocab.txt).
+
+    Google never published how BERT's vocabulary was built; this is the likelihood-based WordPiece training of
+    Schuster & Nakajima (2012) as the Hugging Face course describes it. The texts go through `BasicTokenizer`
+    (lower-casing, accent stripping, punctuation splitting); each word starts as its characters, the first one
+    plain and the others as `##` continuation pieces ('hug' -> h ##u ##g). Then, until the vocabulary holds
+    `vocab_size` tokens, the adjacent pair (a, b) with the best score count(ab) / (count(a) * count(b)) is
+    merged everywhere into one new token (a + b without its '##'); counts are weighted by word frequency.
+    Ties go to the more frequent pair, then to the alphabetically first (a, b), so the result is deterministic.
+
+    The vocabulary is `special_tokens` (ids 0, 1, ...; [PAD] first so that padding is id 0), then every
+    character seen in both forms ('x' and '##x', so any word made of known characters can be covered), then
+    the merged tokens in the order they were learned. Words seen fewer than `min_frequency` times or longer
+    than `max_input_chars_per_word` (the tokenizer maps those to [UNK] anyway) are left out.
+    Pair counts are updated incrementally (only the words that contain the merged pair are re-split), and the
+    best pair comes from a heap with stale entries skipped, so 8,000 tokens from a few MB of text take seconds.
+    """
+    if isinstance(texts, str):
+        raise TypeError("train_wordpiece expects an iterable of texts (e.g. a list of lines), not one str")
+    basic = BasicTokenizer(do_lower_case=do_lower_case, never_split=special_tokens)
+    word_freq: collections.Counter = collections.Counter()
+    for text in texts:
+        _check_text(text, "train_wordpiece")
+        word_freq.update(w for w in basic.tokenize(text) if w not in special_tokens)
+    words = [w for w, f in word_freq.items() if f >= min_frequency and len(w) <= max_input_chars_per_word]
+    chars = sorted({c for w in words for c in w})
+    vocab = list(dict.fromkeys(special_tokens))
+    vocab += [c for c in chars if c not in vocab] + [f"##{c}" for c in chars if f"##{c}" not in vocab]
+    if vocab_size < len(vocab):
+        raise ValueError(f"vocab_size={vocab_size} is smaller than the {len(special_tokens)} special tokens plus "
+                         f"the {2 * len(chars)} character pieces the texts need ({len(vocab)}); ask for more")
+
+    token_id = {t: i for i, t in enumerate(vocab)}
+    splits = [[token_id[w[0]]] + [token_id[f"##{c}"] for c in w[1:]] for w in words]
+    freqs = [word_freq[w] for w in words]
+    token_count = [0] * len(vocab)
+    pair_count: dict[tuple[int, int], int] = collections.defaultdict(int)
+    pair_words: dict[tuple[int, int], set[int]] = collections.defaultdict(set)  # pair -> words holding it
+    token_pairs: dict[int, set[tuple[int, int]]] = collections.defaultdict(set)  # token -> pairs it is in
+    for w, (split, f) in enumerate(zip(splits, freqs)):
+        for t in split:
+            token_count[t] += f
+        for pair in zip(split, split[1:]):
+            pair_count[pair] += f
+            pair_words[pair].add(w)
+            token_pairs[pair[0]].add(pair)
+            token_pairs[pair[1]].add(pair)
+
+    def key(pair: tuple[int, int]) -> tuple:
+        count = pair_count[pair]
+        return (-count / (token_count[pair[0]] * token_count[pair[1]]), -count, vocab[pair[0]], vocab[pair[1]])
+
+    heap = [(key(p), p) for p in pair_count]
+    heapq.heapify(heap)
+    while len(vocab) < vocab_size:
+        # Pop until an entry is current: every change of a pair's score pushed a fresh entry for it.
+        while heap and (pair_count[heap[0][1]] == 0 or heap[0][0] != key(heap[0][1])):
+            heapq.heappop(heap)
+        if not heap:
+            logger.info("train_wordpiece: no pair left to merge; the vocabulary has %d tokens, not %d",
+                        len(vocab), vocab_size)
+            break
+        (a, b) = heapq.heappop(heap)[1]
+        merged = vocab[a] + vocab[b][2:]
+        if merged not in token_id:  # another pair may already have made the same string
+            token_id[merged] = len(vocab)
+            vocab.append(merged)
+            token_count.append(0)
+        c = token_id[merged]
+        changed = set(token_pairs[a]) | set(token_pairs[b]) | set(token_pairs[c])
+        for w in list(pair_words[(a, b)]):
+            old, f = splits[w], freqs[w]
+            new, i = [], 0
+            while i < len(old):
+                if i + 1 < len(old) and old[i] == a and old[i + 1] == b:
+                    new.append(c)
+                    i += 2
+                else:
+                    new.append(old[i])
+                    i += 1
+            old_pairs, new_pairs = list(zip(old, old[1:])), list(zip(new, new[1:]))
+            for pair in old_pairs:
+                pair_count[pair] -= f
+            for pair in new_pairs:
+                pair_count[pair] += f
+                token_pairs[pair[0]].add(pair)
+                token_pairs[pair[1]].add(pair)
+            for pair in set(old_pairs) - set(new_pairs):
+                pair_words[pair].discard(w)
+            for pair in new_pairs:
+                pair_words[pair].add(w)
+            merges = len(old) - len(new)  # occurrences of (a, b) in this word
+            token_count[a] -= merges * f
+            token_count[b] -= merges * f
+            token_count[c] += merges * f
+            changed.update(old_pairs)
+            changed.update(new_pairs)
+            splits[w] = new
+        for pair in changed:
+            if pair_count[pair] > 0:
+                heapq.heappush(heap, (key(pair), pair))
+    return vocab
 
 
 def wordpiece_stats(tokenizer: BertTokenizer, texts: Iterable[str]) -> dict:
