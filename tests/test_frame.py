@@ -105,8 +105,52 @@ def test_download_rejects_unknown_names():
 
 def test_unreachable_url_is_a_clear_connection_error(tmp_path):
     with pytest.raises(ConnectionError, match="offline"):
-        assets._fetch("http://127.0.0.1:9/vocab.txt", tmp_path / "vocab.txt")
+        assets._fetch("http://127.0.0.1:9/vocab.txt", tmp_path / "data" / "vocab" / "vocab.txt")
+    assert not any(tmp_path.iterdir()), "a refused download left a folder behind"
+
+
+def test_a_server_that_never_answers_times_out(tmp_path, monkeypatch):
+    """A network that accepts the connection and then says nothing must fail soon, with a message."""
+    import socket
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # the kernel completes the handshake; nobody ever reads or answers
+        monkeypatch.setattr(assets, "TIMEOUT", 0.5)
+        with pytest.raises(ConnectionError, match="no answer within 0.5 s"):
+            assets._fetch(f"http://127.0.0.1:{silent.getsockname()[1]}/x.txt", tmp_path / "new" / "x.txt")
     assert not any(tmp_path.iterdir())
+
+
+def test_failed_checkpoint_download_leaves_no_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv(assets.MIRROR_ENV, "http://127.0.0.1:9")
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    with pytest.raises(ConnectionError):
+        assets.checkpoint_path("bert-base-uncased")
+    assert not any(tmp_path.iterdir()), "a refused download left the cache folder behind"
+
+
+def test_messages_name_nothing_a_learner_lacks(tmp_path, monkeypatch):
+    monkeypatch.setenv(assets.DATA_ENV, str(tmp_path))
+    with pytest.raises(FileNotFoundError) as err:
+        assets.data_path("mrpc", "train.tsv")
+    source = (REPO / "minibert" / "assets.py").read_text(encoding="utf-8")
+    for text in (str(err.value), source):
+        assert "workplace" not in text and "shared" not in text
+
+
+def test_mirror_variable_redirects_every_download(monkeypatch):
+    url = assets.DATASETS["mrpc"][2].url  # with a query string and an escaped slash
+    monkeypatch.delenv(assets.MIRROR_ENV, raising=False)
+    assert assets.mirrored(url) == url
+    monkeypatch.setenv(assets.MIRROR_ENV, "http://127.0.0.1:8000/")
+    assert assets.mirrored(url) == ("http://127.0.0.1:8000/firebasestorage.googleapis.com/v0/b/"
+                                    "mtl-sentence-representations.appspot.com/o/data%2Fmrpc_dev_ids.tsv")
+
+
+def test_runs_dir_is_under_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path))
+    assert assets.runs_dir("07_small_bert") == tmp_path / "runs" / "07_small_bert"
+    assert (tmp_path / "runs" / "07_small_bert").is_dir()
 
 
 # --- checkpoints ----------------------------------------------------------------------------------------------
@@ -128,11 +172,11 @@ def test_local_folder_is_used_as_is(tmp_path):
 def test_hub_checkpoint_download_and_cache(tmp_path, monkeypatch):
     """The real hub download code, pointed at a local mirror laid out like the hub (no network)."""
     packaged = assets.checkpoint_path(None)
-    remote = tmp_path / "hub" / "bert-base-uncased" / "resolve" / "main"
+    remote = tmp_path / "hub" / "huggingface.co" / "bert-base-uncased" / "resolve" / "main"
     remote.mkdir(parents=True)
     for name in ("config.json", "vocab.txt", "model.safetensors"):
         (remote / name).symlink_to(packaged / name)
-    monkeypatch.setenv(assets.HUB_ENV, (tmp_path / "hub").as_uri())
+    monkeypatch.setenv(assets.MIRROR_ENV, (tmp_path / "hub").as_uri())
     monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
     folder = assets.checkpoint_path("bert-base-uncased")
     assert folder == tmp_path / "cache" / "bert-base-uncased"
@@ -143,15 +187,50 @@ def test_hub_checkpoint_download_and_cache(tmp_path, monkeypatch):
 
 
 def test_hub_checkpoint_falls_back_to_the_bin_file(tmp_path, monkeypatch):
-    remote = tmp_path / "hub" / "org" / "tiny" / "resolve" / "main"
+    remote = tmp_path / "hub" / "huggingface.co" / "org" / "tiny" / "resolve" / "main"
     remote.mkdir(parents=True)
     for name, text in (("config.json", "{}"), ("vocab.txt", "[PAD]\n"), ("pytorch_model.bin", "weights")):
         (remote / name).write_text(text)
-    monkeypatch.setenv(assets.HUB_ENV, (tmp_path / "hub").as_uri())
+    monkeypatch.setenv(assets.MIRROR_ENV, (tmp_path / "hub").as_uri())
     monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
     folder = assets.checkpoint_path("org/tiny")
     assert (folder / "pytorch_model.bin").read_text() == "weights"
     assert not (folder / "model.safetensors").exists()
+
+
+def test_course_checkpoint_prefers_bert_base_then_falls_back(tmp_path, monkeypatch):
+    monkeypatch.delenv(assets.CHECKPOINT_ENV, raising=False)
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(assets.MIRROR_ENV, "http://127.0.0.1:9")  # refused: as if offline
+    assert assets.course_checkpoint() == assets.OFFLINE_CHECKPOINT
+    assert "no MLM/NSP heads" in assets.describe_checkpoint(assets.course_checkpoint())
+    cached = tmp_path / "cache" / "bert-base-uncased"
+    cached.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        (cached / name).symlink_to(assets.checkpoint_path(None) / name)
+    assert assets.course_checkpoint() == "bert-base-uncased"  # in the cache: no network needed
+    monkeypatch.setenv(assets.CHECKPOINT_ENV, "some/folder")
+    assert assets.course_checkpoint() == "some/folder"
+
+
+def test_download_through_the_http_mirror(tmp_path, monkeypatch):
+    """The course's real download code against tests/mirror.py: data sets and a hub checkpoint with heads."""
+    from mirror import Mirror, build_small_bert_base_uncased
+
+    source = assets.data_dir()
+    hub = {"bert-base-uncased": build_small_bert_base_uncased(tmp_path / "hub")}
+    with Mirror(source, hub) as url:
+        monkeypatch.setenv(assets.MIRROR_ENV, url)
+        monkeypatch.setenv(assets.DATA_ENV, str(tmp_path / "data"))
+        monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+        assets.download("mrpc", "vocab")
+        folder = assets.checkpoint_path("bert-base-uncased")
+    for name in ("train.tsv", "dev.tsv", "test.tsv", "dev_ids.tsv"):  # GLUE's files, rebuilt from the MSR files
+        assert (tmp_path / "data" / "mrpc" / name).read_bytes() == (source / "mrpc" / name).read_bytes(), name
+    assert folder == tmp_path / "cache" / "bert-base-uncased"
+    for name in ("config.json", "vocab.txt", "model.safetensors"):
+        assert (folder / name).read_bytes() == (tmp_path / "hub" / name).read_bytes(), name
+    assert "with its MLM and NSP heads" in assets.describe_checkpoint("bert-base-uncased")
 
 
 # --- mode -----------------------------------------------------------------------------------------------------
