@@ -30,17 +30,33 @@ CHNSENTICORP_LABELS = ("0", "1")  # 1 = positive review
 _MRPC_FILES = {"train": "train.tsv", "dev": "dev.tsv", "test": "msr_paraphrase_test.txt", "glue_test": "test.tsv"}
 
 
-def read_tsv(path: Path, num_columns: int) -> list[tuple[int, list[str]]]:
+def read_tsv(path: Path, num_columns: int, header: tuple[str, ...] | None = None) -> list[tuple[int, list[str]]]:
     """Rows of a tab-separated file after its header, as (line number, fields).
 
     Quotes are not special (MRPC and ChnSentiCorp have unbalanced ``"``), the UTF-8 BOM is dropped, and a row
-    with the wrong number of fields is an error that names the file and line.
+    with the wrong number of fields, or bytes that are not UTF-8, is an error that names the file and line.
+    ``header`` lists the names the header's first field may have: a file whose first line is not one (its
+    header was lost, so line 1 is an example) is an error instead of a silently dropped first example.
     """
     rows = []
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
-            if lineno == 1 or not line:
+    with open(path, "rb") as f:  # bytes, decoded line by line, so an encoding error can name its line
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}, line {lineno}: byte {raw[err.start:err.start + 1]!r} (byte "
+                                 f"{err.start + 1} of the line) is not UTF-8 ({err.reason}); convert the file to "
+                                 f"UTF-8, e.g. `iconv -f latin1 -t utf-8 {path} > fixed.tsv`, or download it "
+                                 "again") from None
+            if lineno == 1:
+                first = line.split("\t")[0].strip()
+                if header is not None and first not in header:
+                    names = " or ".join(map(repr, header))
+                    raise ValueError(f"{path}, line 1: expected the header line (first field {names}), found "
+                                     f"{line[:80]!r}: the header is missing, and reading on would drop this "
+                                     "first example; put the header line back (or download the file again)")
+                continue
+            if not line:
                 continue
             fields = line.split("\t")
             if len(fields) != num_columns:
@@ -66,7 +82,7 @@ def read_mrpc(split: str = "train", path: str | Path | None = None) -> list[Inpu
         raise ValueError(f"MRPC split {split!r} does not exist; choose one of {list(_MRPC_FILES)}")
     path = Path(path) if path is not None else data_path("mrpc", _MRPC_FILES[split])
     examples = []
-    for lineno, (quality, id1, id2, s1, s2) in read_tsv(path, 5):
+    for lineno, (quality, id1, id2, s1, s2) in read_tsv(path, 5, header=("Quality", "index")):
         label = None if split == "glue_test" else label_index(quality, MRPC_LABELS, path, lineno)
         examples.append(InputExample(f"{split}-{id1}-{id2}", s1, s2, label, f"{path}, line {lineno}"))
     return examples
@@ -79,7 +95,7 @@ def read_chnsenticorp(split: str = "train", path: str | Path | None = None) -> l
     path = Path(path) if path is not None else data_path("chnsenticorp", f"{split}.tsv")
     return [InputExample(f"{split}-{lineno}", text, None, label_index(label, CHNSENTICORP_LABELS, path, lineno),
                          f"{path}, line {lineno}")
-            for lineno, (label, text) in read_tsv(path, 2)]
+            for lineno, (label, text) in read_tsv(path, 2, header=("label",))]
 
 
 def check_labels(examples: list[InputExample], num_labels: int) -> None:
