@@ -143,6 +143,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "minibert").expanduser()
 
 
+# pytorch-pretrained-bert's file_utils names: the cache folder (fixed at import, as there) and cached_path.
+PYTORCH_PRETRAINED_BERT_CACHE = cache_dir()
+
+
+def cached_path(url_or_filename: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> str:
+    """pytorch-pretrained-bert's ``cached_path``: a local file is returned as is; a URL (http, https, file) is
+    downloaded once into ``cache_dir`` (default PYTORCH_PRETRAINED_BERT_CACHE), named by the sha256 of the URL."""
+    name = str(url_or_filename)
+    if urllib.parse.urlsplit(name).scheme in ("http", "https", "file"):
+        dest = Path(cache_dir or PYTORCH_PRETRAINED_BERT_CACHE).expanduser() / hashlib.sha256(name.encode()).hexdigest()
+        return str(dest if dest.is_file() else _fetch(name, dest))
+    if Path(name).expanduser().exists():
+        return name
+    raise FileNotFoundError(f"file {name} not found; give an existing path or an http(s):// or file:// URL")
+
+
 def runs_dir(name: str) -> Path:
     """A folder for one run's outputs (checkpoints, features): ``<cache_dir>/runs/<name>``, created if needed.
 
@@ -172,8 +188,9 @@ CHECKPOINT_FILES = ("config.json", "vocab.txt")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-def checkpoint_path(name_or_path: str | os.PathLike | None = None) -> Path:
-    """Folder of a checkpoint: None (the packaged offline one), a local folder, or a hub name (downloaded once)."""
+def checkpoint_path(name_or_path: str | os.PathLike | None = None, cache: str | os.PathLike | None = None) -> Path:
+    """Folder of a checkpoint: None (the packaged offline one), a local folder, or a hub name (downloaded once,
+    into ``cache`` when given, else :func:`cache_dir`)."""
     if name_or_path in _OFFLINE_NAMES:
         return offline_checkpoint_path()
     path = Path(name_or_path).expanduser()
@@ -182,23 +199,23 @@ def checkpoint_path(name_or_path: str | os.PathLike | None = None) -> Path:
     name = str(name_or_path)
     if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
         raise FileNotFoundError(f"checkpoint folder {path} does not exist")
-    return _download_checkpoint(name)
+    return _download_checkpoint(name, cache)
 
 
-def checkpoint_is_cached(name: str) -> bool:
-    """True when the hub checkpoint ``name`` is already in :func:`cache_dir` (no download needed)."""
-    folder = cache_dir() / name.replace("/", "--")
+def checkpoint_is_cached(name: str, cache: str | os.PathLike | None = None) -> bool:
+    """True when the hub checkpoint ``name`` is already in ``cache`` or :func:`cache_dir` (no download needed)."""
+    folder = Path(cache or cache_dir()).expanduser() / name.replace("/", "--")
     return (folder / "config.json").is_file() and any((folder / w).is_file() for w in WEIGHT_FILES)
 
 
-def _download_checkpoint(name: str) -> Path:
+def _download_checkpoint(name: str, cache: str | os.PathLike | None = None) -> Path:
     """Fetch config, vocab and weights of a hub model into the cache (safetensors, else the .bin).
 
     The files go to a temporary folder that is renamed once all of them arrived, so a failed download leaves
     neither a half checkpoint nor an empty folder behind.
     """
-    folder = cache_dir() / name.replace("/", "--")
-    if checkpoint_is_cached(name):
+    folder = Path(cache or cache_dir()).expanduser() / name.replace("/", "--")
+    if checkpoint_is_cached(name, cache):
         return folder
     base = f"{HUB_URL}/{name}/resolve/main"
     with _new_folders(folder.parent):
