@@ -378,3 +378,32 @@ def count_saved_bytes(model: nn.Module, batch: Mapping[str, torch.Tensor],
         for h in handles:
             h.remove()
     return total
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Max-batch tables: Google's 12 GB table, and the same question for today's cards
+# ----------------------------------------------------------------------------------------------------------
+
+# google-research/bert README, "Out-of-memory issues": BERT-Base, max batch on a 12 GB Titan X, TF 1.11, fp32,
+# Adam, by max_seq_length. The batches were found by trial and are round: 6 at 512 holds fewer tokens than
+# 12 at 384, which no memory model whose cost grows with length can give, so read them as "this fit".
+GOOGLE_12GB_BERT_BASE = {64: 64, 128: 32, 256: 16, 320: 14, 384: 12, 512: 6}
+TITAN_X_BYTES = 12 * GiB  # 12288 MiB
+
+# What the tables assume beyond the bytes in live tensors. PyTorch: the CUDA context and cuBLAS workspace take
+# about 0.5 GiB before the model, and the caching allocator holds ~10% more than the live tensors (rounding to
+# blocks, fragmentation). TF 1.11 (Google's table): one factor fitted to the table; its graph saves about 2.25x
+# what minibert does (LayerNorm and GELU as chains of small ops, each keeping its input, float dropout masks,
+# the BFC allocator's power-of-two bins), with the same 0.5 GiB reserved.
+PYTORCH_ALLOCATOR = {"reserved_bytes": GiB // 2, "fragmentation": 1.10}
+TF2018_ALLOCATOR = {"reserved_bytes": GiB // 2, "fragmentation": 2.25}
+
+# Memory of the cards in the tables, as torch.cuda.get_device_properties(0).total_memory reports it.
+CARDS = {"12 GB Titan X": TITAN_X_BYTES, "16 GB T4": 15_843_721_216, "40 GB A100": 42_505_273_344,
+         "80 GB A100/H100": 85_174_583_296}
+
+
+def max_batch_table(config: BertConfig, seq_lens: Any, memory_bytes: float, reserved_bytes: float = 0,
+                    fragmentation: float = 1.0, **kwargs: Any) -> dict[int, int]:
+    """{seq_len: largest batch} for one card and one set of :func:`estimate` options."""
+    return {s: max_batch_size(config, s, memory_bytes, reserved_bytes, fragmentation, **kwargs) for s in seq_lens}
