@@ -143,8 +143,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "minibert").expanduser()
 
 
-# pytorch-pretrained-bert's file_utils names: the cache folder (fixed at import, as there) and cached_path.
+# pytorch-pretrained-bert's file_utils names: the cache folder (fixed at import, as there), the file names
+# run_classifier saves a fine-tuned model under, and cached_path.
 PYTORCH_PRETRAINED_BERT_CACHE = cache_dir()
+WEIGHTS_NAME = "pytorch_model.bin"
+CONFIG_NAME = "config.json"
 
 
 def cached_path(url_or_filename: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> str:
@@ -451,18 +454,19 @@ def download(*names: str, force: bool = False) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m minibert.assets download mrpc chnsenticorp ...`` or ``... checkpoint bert-base-uncased``."""
+    """``python -m minibert.assets download mrpc ...`` (or ``all``), or ``... checkpoint bert-base-uncased``."""
     parser = argparse.ArgumentParser(prog="python -m minibert.assets", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     get = sub.add_parser("download", help="data sets into $MINIBERT_DATA (or data/)")
-    get.add_argument("names", nargs="+", choices=sorted(DATASETS))
+    get.add_argument("names", nargs="+", choices=["all", *sorted(DATASETS)])
     get.add_argument("--force", action="store_true")
     ckpt = sub.add_parser("checkpoint", help="a hub checkpoint into the cache")
     ckpt.add_argument("name")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.command == "download":
-        logger.info("data in %s", download(*args.names, force=args.force))
+        names = list(DATASETS) if "all" in args.names else args.names
+        logger.info("data in %s", download(*names, force=args.force))
     else:
         logger.info("checkpoint in %s", checkpoint_path(args.name))
 
