@@ -20,6 +20,6 @@ from minibert.pretraining import (
     PretrainingCollator, PretrainingDataset, TrainingInstance, create_training_instances, mask_tokens, pretrain,
 )
 from minibert.datasets import InputExample, read_chnsenticorp, read_mrpc
-from minibert.training import LivePlot, TrainingArguments, encode_examples, evaluate, train
+from minibert.training import TrainingArguments, encode_examples, evaluate, train
 from minibert.features import extract_features, read_features, roc_auc, sentence_vectors
 from minibert.viz import get_attention, head_statistics

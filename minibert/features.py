@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, Union
+from typing import Any, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
@@ -355,26 +355,3 @@ def plot_projection(points: np.ndarray, groups: Sequence[str], texts: Sequence[s
     ax.set_title(title)
     ax.legend(fontsize=8)
     return ax
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Exercise check
-
-
-def check_roc_auc(fn: Callable[[np.ndarray, np.ndarray], float]) -> None:
-    """Check a learner's `fn(scores, labels) -> float` against `roc_auc` on tricky cases; name the first miss."""
-    rng = np.random.default_rng(0)
-    cases = {
-        "perfect separation": (np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1])),
-        "perfectly wrong": (np.array([0.9, 0.8, 0.2, 0.1]), np.array([0, 0, 1, 1])),
-        "all scores tied (ties count 1/2)": (np.full(6, 0.3), np.array([0, 1, 0, 1, 1, 0])),
-        "ties across classes": (np.array([0.5, 0.5, 0.7, 0.2, 0.7]), np.array([1, 0, 0, 0, 1])),
-        "unsorted, unbalanced": (rng.normal(size=50), (rng.random(50) < 0.7).astype(int)),
-        "rounded scores with many ties": (rng.normal(size=200).round(1), (rng.random(200) < 0.4).astype(int)),
-    }
-    for name, (s, y) in cases.items():
-        expected = roc_auc(s, y)
-        got = float(fn(s.copy(), y.copy()))
-        if not abs(got - expected) < 1e-9:
-            raise AssertionError(f"case {name!r}: expected AUC {expected:.6f}, got {got:.6f} "
-                                 f"(scores={np.round(s[:6], 2).tolist()}..., labels={y[:6].tolist()}...)")

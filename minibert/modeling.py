@@ -194,6 +194,22 @@ def extended_attention_mask(attention_mask: torch.Tensor, dtype: torch.dtype) ->
 # Modules, smallest first, in the order the data flows
 # ----------------------------------------------------------------------------------------------------------
 
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                       dropout: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T / sqrt(d) + mask) v, written out (Vaswani et al. eq. 1) on (batch, heads, seq, head_dim).
+
+    ``attention_mask`` is additive, (batch, 1, 1, seq) or None; ``dropout`` drops whole attention links, as
+    the original does. Returns the context (batch, heads, seq, head_dim) and the probabilities
+    (batch, heads, seq, seq), before dropout.
+    """
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.size(-1))  # (batch, heads, seq, seq)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = scores.softmax(dim=-1)
+    return (dropout(probs) if dropout is not None else probs) @ v, probs
+
+
 class BertEmbeddings(nn.Module):
     """Token + position + segment embeddings, summed, then LayerNorm and dropout (paper figure 2)."""
 
@@ -262,11 +278,7 @@ class BertSelfAttention(nn.Module):
         # CPU with attention dropout takes the explicit path (on a GPU the fused kernels do dropout themselves).
         cpu_dropout = self.training and self.dropout.p > 0 and not hidden_states.is_cuda
         if output_attentions or self._attn_implementation == "explicit" or cpu_dropout:
-            scores = q @ k.transpose(-1, -2) / math.sqrt(self.attention_head_size)  # (batch, heads, seq, seq)
-            if attention_mask is not None:
-                scores = scores + attention_mask
-            probs = scores.softmax(dim=-1)
-            context = self.dropout(probs) @ v  # dropping whole attention links, as the original does
+            context, probs = explicit_attention(q, k, v, attention_mask, self.dropout)
         else:
             probs = None
             context = F.scaled_dot_product_attention(
@@ -466,75 +478,6 @@ def parameter_count_by_block(model: BertModel) -> dict[str, int]:
     if model.pooler is not None:
         counts["pooler"] = sum(p.numel() for p in model.pooler.parameters())
     return counts
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Checks for the notebooks' exercises: run the learner's function against ours, name the first difference.
-# ----------------------------------------------------------------------------------------------------------
-
-def _first_difference(name: str, theirs: Any, ours: torch.Tensor, atol: float) -> None:
-    if not isinstance(theirs, torch.Tensor):
-        raise AssertionError(f"{name}: expected a tensor, got {type(theirs).__name__}")
-    if tuple(theirs.shape) != tuple(ours.shape):
-        raise AssertionError(f"{name}: shape {tuple(theirs.shape)}, expected {tuple(ours.shape)}")
-    diff = (theirs.detach().float() - ours.detach().float()).abs()
-    if not torch.isfinite(theirs).all():
-        idx = tuple(int(i) for i in (~torch.isfinite(theirs)).nonzero()[0])
-        raise AssertionError(f"{name}: non-finite value {theirs[idx].item()} at index {idx} (is a masked "
-                             "row all -inf, or did you divide by zero?)")
-    if diff.max() > atol:
-        idx = tuple(int(i) for i in (diff > atol).nonzero()[0])
-        raise AssertionError(f"{name}: at index {idx} got {theirs[idx].item():.6f}, expected "
-                             f"{ours[idx].item():.6f} (max abs difference {diff.max().item():.2e} > {atol})")
-
-
-def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                        mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(q k^T / sqrt(d) + mask) v on (..., seq, head_dim) tensors; mask (batch, seq) of 1/0 or None.
-    Returns (context, probabilities)."""
-    scores = q @ k.transpose(-1, -2) / math.sqrt(q.size(-1))
-    if mask is not None:
-        scores = scores + extended_attention_mask(mask, scores.dtype)
-    probs = scores.softmax(-1)
-    return probs @ v, probs
-
-
-def check_attention(fn: Callable[..., Any], atol: float = 1e-5) -> None:
-    """Check ``fn(q, k, v, mask) -> (context, probs)`` (q/k/v: (batch, heads, seq, head_dim), mask: (batch, seq)
-    of 1/0 or None) on tricky cases; raise AssertionError naming the first thing that is wrong."""
-    g = torch.Generator().manual_seed(0)
-    cases = {
-        "no mask, one head": (1, 1, 4, 8, None),
-        "no mask, 3 heads": (2, 3, 5, 4, None),
-        "last 2 keys are padding": (2, 2, 6, 8, torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])),
-        "large scores (scaling by sqrt(d) matters)": (1, 2, 5, 64, torch.tensor([[1, 1, 1, 0, 0]])),
-    }
-    for case, (b, h, s, d, mask) in cases.items():
-        scale = 3.0 if d == 64 else 1.0
-        q, k, v = (torch.randn(b, h, s, d, generator=g) * scale for _ in range(3))
-        out = fn(q.clone(), k.clone(), v.clone(), None if mask is None else mask.clone())
-        if not (isinstance(out, tuple) and len(out) == 2):
-            raise AssertionError(f"[{case}] fn must return (context, probs), got {type(out).__name__}")
-        ctx, probs = reference_attention(q, k, v, mask)
-        _first_difference(f"[{case}] probs", out[1], probs, atol)
-        _first_difference(f"[{case}] context", out[0], ctx, atol)
-
-
-def check_bert_layer(fn: Callable[..., Any], atol: float = 1e-5) -> None:
-    """Check ``fn(layer, hidden_states, attention_mask) -> hidden_states`` (a hand-written forward of one
-    ``BertLayer`` in eval mode, attention_mask (batch, seq) of 1/0) against ``BertLayer`` itself."""
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                        intermediate_size=64)
-    layer = BertModel(config).encoder.layer[0].eval()
-    with torch.no_grad():
-        for p in layer.parameters():  # non-trivial LayerNorm gains and biases expose a skipped step
-            p.add_(torch.randn_like(p) * 0.1)
-        x = torch.randn(2, 5, 32)
-        mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
-        expected, _ = layer(x, extended_attention_mask(mask, x.dtype))
-        got = fn(layer, x.clone(), mask.clone())
-    _first_difference("layer output", got, expected, atol)
 
 
 # The 2019 library exported the task models from modeling.py too; they live in heads.py.

@@ -47,7 +47,7 @@ import os
 import re
 import unicodedata
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -627,10 +627,6 @@ def _read_tokenizer_config(folder: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Helpers for the notebook: statistics and exercise checks
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Learning a WordPiece vocabulary
 
 
@@ -740,70 +736,3 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int,
             if pair_count[pair] > 0:
                 heapq.heappush(heap, (key(pair), pair))
     return vocab
-
-
-def wordpiece_stats(tokenizer: BertTokenizer, texts: Iterable[str]) -> dict:
-    """Pieces per basic word, share of [UNK] pieces and the most split words over some texts."""
-    per_word: collections.Counter[int] = collections.Counter()
-    split_words: collections.Counter[str] = collections.Counter()
-    pieces_total = unk = 0
-    for text in texts:
-        for word in tokenizer.basic_tokenizer.tokenize(text):
-            pieces = tokenizer.wordpiece_tokenizer.tokenize_word(word)
-            per_word[len(pieces)] += 1
-            pieces_total += len(pieces)
-            unk += pieces == [tokenizer.unk_token]
-            if len(pieces) > 1:
-                split_words[" ".join(pieces)] += 1
-    words = sum(per_word.values())
-    return {"words": words, "pieces": pieces_total, "pieces_per_word": per_word,
-            "mean_pieces_per_word": pieces_total / max(words, 1), "unk_share": unk / max(pieces_total, 1),
-            "most_split": split_words}
-
-
-_WORDPIECE_CASES = ["unaffable", "unwanted", "running", "puppeteer", "henson", "the", "a", "tokenization",
-                    "embeddings", "supercalifragilisticexpialidocious", "x" * 101, "x" * 100, "🤗", "naïve",
-                    "##ing", "1234567", "ﬁ", "über", "Hello", "straße", "[UNK]", "##", "#", "a##b", "",
-                    "pneumonoultramicroscopicsilicovolcanoconiosis", "zzzzzzzzzzzzqqqq", "é", "中文", "αβγ"]
-
-_BASIC_CASES = [" \tHeLLo!how  \n Are yoU?  ", "H\u00e9llo", "ah\u535a\u63a8zz", "UNwant\u00e9d,running",
-                "a\u0000b\ufffdc\u200bd", "e\u0301 \u00e9", "don't stop--now", "$5.00 (approx.)",
-                "\u3000full\u3000width\u3000", "\u00bfQu\u00e9?\u00a1S\u00ed!", "[CLS] [SEP] x", "\u0301",
-                "Ⅻ ﬁne ΣΑΣ İstanbul", "a\u2028b\u2029c\x1fd", "", "Jim Henson was a puppeteer"]
-
-
-def _first_difference(fn: Callable, reference: Callable, cases: Iterable, what: str) -> int:
-    n = 0
-    for case in cases:
-        expected = reference(case)
-        try:
-            got = fn(case)
-        except Exception as err:  # the learner's bug, reported with the input that triggered it
-            raise AssertionError(f"{what} raised {type(err).__name__}: {err} on input {case!r} "
-                                 f"(expected {expected})") from err
-        if list(got) != expected:
-            raise AssertionError(f"{what} differs on input {case!r}: got {list(got)}, expected {expected}")
-        n += 1
-    return n
-
-
-def check_wordpiece(fn: Callable[[str, dict], list[str]], vocab: dict[str, int] | None = None,
-                    words: Iterable[str] | None = None) -> int:
-    """Run a learner's `fn(word, vocab) -> pieces` against ours on tricky words; AssertionError names the first
-    difference. Returns the number of words checked. vocab defaults to bert-base-uncased."""
-    if vocab is None:
-        from minibert import assets
-
-        vocab = load_vocab(assets.vocab_path("bert-base-uncased"))
-    ours = WordpieceTokenizer(vocab)
-    cases = list(words) if words is not None else _WORDPIECE_CASES
-    return _first_difference(lambda w: fn(w, vocab), ours.tokenize_word, cases, "your WordPiece function")
-
-
-def check_basic_tokenizer(fn: Callable[[str], list[str]], do_lower_case: bool = True,
-                          texts: Iterable[str] | None = None) -> int:
-    """Run a learner's `fn(text) -> words` against BasicTokenizer on tricky texts (control characters, accents,
-    CJK, punctuation, odd whitespace); AssertionError names the first difference."""
-    ours = BasicTokenizer(do_lower_case=do_lower_case)
-    cases = list(texts) if texts is not None else _BASIC_CASES
-    return _first_difference(fn, ours.tokenize, cases, "your basic tokenizer")

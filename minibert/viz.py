@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -263,57 +263,6 @@ def plot_head_statistics(stats: dict[str, np.ndarray], names: Sequence[str] = HE
 
 
 # ----------------------------------------------------------------------------------------------------------
-# ipywidgets explorer
-
-
-def attention_explorer(model: torch.nn.Module, tokenizer: Any, texts: Sequence[TextInput],
-                       max_seq_length: int = 128) -> Any:
-    """Dropdown for the sentence, sliders for layer and head; redraws the offline heat map on every change.
-
-    Attention is computed once per sentence and cached. The first view is drawn when the widget is built, so it
-    shows something even where widget callbacks never run (CI, a static notebook viewer).
-    """
-    import ipywidgets as widgets
-    import matplotlib.pyplot as plt
-
-    if not texts:
-        raise ValueError("attention_explorer needs at least one sentence or (a, b) pair")
-    labels = [t if isinstance(t, str) else f"{t[0]} ||| {t[1]}" for t in texts]
-    cache: dict[int, AttentionResult] = {}
-
-    def result_for(i: int) -> AttentionResult:
-        if i not in cache:
-            t = texts[i]
-            cache[i] = (get_attention(model, tokenizer, t, max_seq_length=max_seq_length) if isinstance(t, str)
-                        else get_attention(model, tokenizer, t[0], t[1], max_seq_length=max_seq_length))
-        return cache[i]
-
-    first = result_for(0)
-    sentence = widgets.Dropdown(options=[(lab[:80], i) for i, lab in enumerate(labels)], value=0,
-                                description="sentence")
-    layer = widgets.IntSlider(0, 0, first.num_layers - 1, description="layer")
-    head = widgets.IntSlider(0, 0, first.num_heads - 1, description="head")
-    out = widgets.Output()
-
-    box = widgets.VBox([widgets.HBox([sentence, layer, head]), out])
-
-    def redraw(_: Any = None) -> None:
-        from IPython.display import display
-
-        with out:
-            out.clear_output(wait=True)
-            ax = plot_attention(result_for(sentence.value), layer.value, head.value)
-            display(ax.figure)
-            plt.close(ax.figure)  # shown once, in the widget's output, not again at the end of the cell
-        box.last_axes = ax  # the view on screen, for checks
-
-    for w in (sentence, layer, head):
-        w.observe(redraw, names="value")
-    redraw()
-    return box
-
-
-# ----------------------------------------------------------------------------------------------------------
 # bertviz head view and model view
 
 # The JavaScript that bertviz 1.4 loads from a CDN; `js_base` swaps these for local copies (see bertviz #63).
@@ -394,39 +343,3 @@ def show_model_view(result: AttentionResult, decimals: int | None = 4) -> None:
     import bertviz
 
     bertviz.model_view(_for_bertviz(result, decimals), result.tokens, sentence_b_start=result.sentence_b_start)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Exercise check
-
-
-def check_attention_entropy(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-    """Check a learner's `fn(attn, mask) -> (layers, heads)` mean entropy against `head_statistics` on tricky input.
-
-    `attn` is (layers, batch, heads, seq, seq) and `mask` (batch, seq) with 1 for real tokens. Tricky parts: keys
-    with probability 0 (0 * log 0 must count as 0, not nan) and padding queries (they must be left out).
-    """
-    g = torch.Generator().manual_seed(0)
-    layers, batch, heads, seq = 2, 3, 4, 6
-    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] * 2 + [0] * 4])
-    scores = torch.randn(layers, batch, heads, seq, seq, generator=g)
-    scores[:, 0, 0, :, :] = torch.tensor(-1e9).where(torch.eye(seq, dtype=torch.bool).logical_not(), 0.0)
-    scores = scores + (1.0 - mask.float())[None, :, None, None, :] * -10000.0
-    attn = scores.softmax(-1)
-    ids = torch.zeros(batch, seq, dtype=torch.long)
-    expected = head_statistics(BatchAttention(tuple(attn), ids, mask, []))["entropy"]
-    got = fn(attn.clone(), mask.clone())
-    got = np.asarray(got.detach() if isinstance(got, torch.Tensor) else got, dtype=np.float64)
-    if got.shape != expected.shape:
-        raise AssertionError(f"expected a (layers, heads) = {expected.shape} array, got shape {got.shape}")
-    if np.isnan(got).any():
-        raise AssertionError("your entropy has nan: 0 * log(0) must count as 0 (clamp p before the log)")
-    bad = np.argwhere(~np.isclose(got, expected, atol=1e-5))
-    if len(bad):
-        layer, head = bad[0]
-        all_queries = (-(attn.double() * attn.double().clamp_min(1e-30).log()).sum(-1)).mean((1, 3)).numpy()
-        hint = (" - you averaged over padding queries too (sentence 2 has only 2 real tokens): weight each "
-                "query by the mask" if np.allclose(got, all_queries, atol=1e-5) else
-                " (entropy is -sum_j p_j log p_j over keys, averaged over real queries of every sentence)")
-        raise AssertionError(f"layer {layer} head {head}: expected {expected[layer, head]:.5f}, "
-                             f"got {got[layer, head]:.5f}{hint}")

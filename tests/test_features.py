@@ -7,6 +7,7 @@ import torch
 
 from minibert import features
 from minibert.datasets import read_mrpc
+from minibert.course import checks
 
 N_MRPC = 408  # all of MRPC dev
 
@@ -145,14 +146,14 @@ def test_roc_auc_equals_pairwise_definition():
 
 
 def test_check_roc_auc_names_the_failing_case():
-    features.check_roc_auc(features.roc_auc)
-    features.check_roc_auc(brute_force_auc)
+    checks.check_roc_auc(features.roc_auc)
+    checks.check_roc_auc(brute_force_auc)
 
     def ignores_ties(s, y):
         return np.mean([p > n for p in s[y == 1] for n in s[y == 0]])
 
     with pytest.raises(AssertionError, match="all scores tied"):
-        features.check_roc_auc(ignores_ties)
+        checks.check_roc_auc(ignores_ties)
 
 
 def test_mrpc_auc_independent_computation(mrpc, mrpc_auc):

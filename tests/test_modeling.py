@@ -7,6 +7,7 @@ import torch
 
 from minibert import modeling
 from minibert.assets import checkpoint_path, data_path
+from minibert.course import checks
 from minibert.modeling import BertConfig, BertModel
 
 REFERENCE = data_path("reference", "minilm_l6_jim_henson_reference.json")
@@ -198,7 +199,7 @@ def test_bad_inputs_raise_before_any_kernel(ids, types, mask, match):
 
 
 def test_check_functions_accept_ours_and_name_the_first_mistake():
-    modeling.check_attention(modeling.reference_attention)
+    checks.check_attention(checks.reference_attention)
 
     def unscaled(q, k, v, mask=None):
         scores = q @ k.transpose(-1, -2)
@@ -208,13 +209,13 @@ def test_check_functions_accept_ours_and_name_the_first_mistake():
         return probs @ v, probs
 
     with pytest.raises(AssertionError, match=r"\[no mask, one head\] probs: at index \(0, 0, 0, \d\)"):
-        modeling.check_attention(unscaled)
+        checks.check_attention(unscaled)
 
     def forward(layer, x, mask):
         ext = modeling.extended_attention_mask(mask, x.dtype)
         return layer(x, ext)[0]
 
-    modeling.check_bert_layer(forward)
+    checks.check_bert_layer(forward)
 
     def no_residual(layer, x, mask):
         a = layer.attention.output.LayerNorm(layer.attention.output.dense(
@@ -222,4 +223,4 @@ def test_check_functions_accept_ours_and_name_the_first_mistake():
         return layer.output(layer.intermediate(a), a)
 
     with pytest.raises(AssertionError, match=r"layer output: at index"):
-        modeling.check_bert_layer(no_residual)
+        checks.check_bert_layer(no_residual)

@@ -8,9 +8,10 @@ import torch
 
 from minibert.optimization import (
     BertAdam, ConstantLR, WarmupConstantSchedule, WarmupCosineSchedule, WarmupCosineWithHardRestartsSchedule,
-    WarmupLinearSchedule, bertadam_reference_update, check_bertadam_step, global_vs_per_tensor_clipping,
-    warmup_linear_v040,
+    WarmupLinearSchedule, warmup_linear_v040,
 )
+from minibert.course.checks import bertadam_reference_update, check_bertadam_step
+from minibert.course.demos import global_vs_per_tensor_clipping
 
 
 def _param(values):

@@ -11,6 +11,7 @@ import torch
 
 from minibert import pretraining as P
 from minibert.assets import data_path, vocab_path
+from minibert.course import checks
 from minibert.tokenization import BertTokenizer
 
 
@@ -180,20 +181,20 @@ def test_whole_word_masking_masks_whole_words(dataset, tok):
 
 
 def test_check_masking_accepts_ours_and_names_mistakes():
-    P.check_masking(lambda ids, sp, V, m, g: P.mask_tokens(ids, sp, V, m, g))
+    checks.check_masking(lambda ids, sp, V, m, g: P.mask_tokens(ids, sp, V, m, g))
 
     def masks_specials(ids, sp, V, m, g):
         return P.mask_tokens(ids, torch.zeros_like(sp), V, m, g)
 
     with pytest.raises(AssertionError, match="special token"):
-        P.check_masking(masks_specials)
+        checks.check_masking(masks_specials)
 
     def all_mask(ids, sp, V, m, g):  # forgets the 10% random / 10% unchanged
         inputs, labels = P.mask_tokens(ids, sp, V, m, g)
         return torch.where(labels != -100, torch.full_like(ids, m), ids), labels
 
     with pytest.raises(AssertionError, match=r"replaced by \[MASK\]: .* expected 0.8"):
-        P.check_masking(all_mask)
+        checks.check_masking(all_mask)
 
 
 def test_errors_name_the_fix(docs, tok):

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from minibert import BasicTokenizer, BertTokenizer, WordpieceTokenizer
 from minibert import tokenization as T
 from minibert.assets import checkpoint_path, data_path, vocab_path
+from minibert.course import checks, demos
 from minibert.datasets import read_chnsenticorp, read_mrpc
 
 legacy = pytest.importorskip("transformers.models.bert.tokenization_bert_legacy")
@@ -396,7 +397,7 @@ def test_batch_encode_argument_errors(tok):
 
 def test_check_wordpiece_accepts_a_correct_function_and_names_the_first_difference():
     vocab = T.load_vocab(UNCASED)
-    assert T.check_wordpiece(lambda w, v: WordpieceTokenizer(v).tokenize_word(w), vocab) >= 20
+    assert checks.check_wordpiece(lambda w, v: WordpieceTokenizer(v).tokenize_word(w), vocab) >= 20
 
     def shortest_first(word, vocab):  # a classic bug: shortest match instead of longest
         pieces, start = [], 0
@@ -413,16 +414,16 @@ def test_check_wordpiece_accepts_a_correct_function_and_names_the_first_differen
 
     expected = r"differs on input 'unaffable': got \['u', '##n', '##a'.*expected \['una', '##ffa', '##ble'\]"
     with pytest.raises(AssertionError, match=expected):
-        T.check_wordpiece(shortest_first, vocab)
+        checks.check_wordpiece(shortest_first, vocab)
 
 
 def test_check_basic_tokenizer():
-    assert T.check_basic_tokenizer(BasicTokenizer().tokenize) >= 10
+    assert checks.check_basic_tokenizer(BasicTokenizer().tokenize) >= 10
     with pytest.raises(AssertionError, match=r"differs on input ' \\tHeLLo!how"):
-        T.check_basic_tokenizer(str.split)
+        checks.check_basic_tokenizer(str.split)
 
 
 def test_wordpiece_stats(tok):
-    stats = T.wordpiece_stats(tok, ["Jim Henson was a puppeteer", "xqzxqzxqz"])
+    stats = demos.wordpiece_stats(tok, ["Jim Henson was a puppeteer", "xqzxqzxqz"])
     assert stats["words"] == 6 and stats["pieces"] == sum(k * v for k, v in stats["pieces_per_word"].items())
     assert stats["most_split"]["puppet ##eer"] == 1

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minibert import training
+from minibert.course import checks, widgets
 from minibert.datasets import InputExample
 from minibert.metrics import accuracy, classification_metrics, confusion_matrix, f1_score, matthews_corrcoef
-from minibert.training import (LivePlot, TrainingArguments, encode_examples, evaluate, length_bucketed_batches,
+from minibert.training import (TrainingArguments, encode_examples, evaluate, length_bucketed_batches,
                                load_checkpoint, num_update_steps, pad_collate, resolve_precision, train)
 
 
@@ -280,7 +280,7 @@ def test_evaluate_keeps_the_order_and_the_metrics_match():
 
 def test_training_learns_and_evaluates_every_epoch():
     feats, dev = make_features(120), make_features(60, seed=9)
-    plot = LivePlot(every=5)
+    plot = widgets.LivePlot(every=5)
     res = train(fresh_model(), feats, quick_args(num_train_epochs=4, learning_rate=0.1), eval_features=dev,
                 callbacks=[plot])
     assert [r["epoch"] for r in res.state.eval_history] == [1, 2, 3, 4]
@@ -376,21 +376,21 @@ def test_real_bert_classifier_accumulates_exactly_and_evaluates_real_mrpc():
 
 
 def test_exercise_checks_catch_the_classic_mistakes():
-    training.check_num_update_steps(lambda n, b, e: math.ceil(n / b) * e)
+    checks.check_num_update_steps(lambda n, b, e: math.ceil(n / b) * e)
     with pytest.raises(AssertionError, match=r"fn\(10, 4, 1\) returned 2, expected 3"):
-        training.check_num_update_steps(lambda n, b, e: int(n / b) * e)
-    training.check_pad_collate(pad_collate)
+        checks.check_num_update_steps(lambda n, b, e: int(n / b) * e)
+    checks.check_pad_collate(pad_collate)
 
     def fixed_length(feats):  # pads to a fixed 8 instead of the batch's longest
         return pad_collate(feats, pad_to_multiple_of=8)
 
     with pytest.raises(AssertionError, match="input_ids has shape \\(2, 8\\), expected \\(2, 5\\)"):
-        training.check_pad_collate(fixed_length)
+        checks.check_pad_collate(fixed_length)
 
 
 def test_training_form_calls_back_with_its_values():
     calls = []
-    form = training.TrainingForm(lambda **kw: calls.append(kw) or "done", learning_rate=3e-5, num_train_epochs=2)
+    form = widgets.TrainingForm(lambda **kw: calls.append(kw) or "done", learning_rate=3e-5, num_train_epochs=2)
     form.widgets["train_batch_size"].value = 16
     form.button.click()
     assert calls == [{"learning_rate": pytest.approx(3e-5), "num_train_epochs": 2, "train_batch_size": 16,

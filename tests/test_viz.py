@@ -11,6 +11,7 @@ import torch
 matplotlib.use("Agg")
 
 from minibert import viz  # noqa: E402
+from minibert.course import checks, widgets  # noqa: E402
 from minibert.features import encode_batch  # noqa: E402
 
 SENTENCES = ["The quick brown fox jumps over the lazy dog.",
@@ -218,7 +219,7 @@ def test_plots_and_widget(model, tokenizer, batches):
     assert [a.get_title() for a in fig2.axes[:6:1] if a.get_title()][:1] == ["attention to [CLS]"]
     plt.close("all")
 
-    w = viz.attention_explorer(model, tokenizer, ["Who was Jim Henson?", ("A dog.", "A cat.")])
+    w = widgets.attention_explorer(model, tokenizer, ["Who was Jim Henson?", ("A dog.", "A cat.")])
     dropdown, layer, head = w.children[0].children
     assert w.last_axes.get_title() == "layer 0, head 0"  # the default view is drawn at once
     dropdown.value, layer.value, head.value = 1, 5, 11  # fires the callbacks in the kernel
@@ -226,7 +227,7 @@ def test_plots_and_widget(model, tokenizer, batches):
     assert [t.get_text() for t in w.last_axes.get_xticklabels()][:3] == ["[CLS]", "a", "dog"]
     plt.close("all")
     with pytest.raises(ValueError, match="at least one sentence"):
-        viz.attention_explorer(model, tokenizer, [])
+        widgets.attention_explorer(model, tokenizer, [])
 
 
 def test_check_attention_entropy_accepts_right_and_names_wrong():
@@ -235,11 +236,11 @@ def test_check_attention_entropy_accepts_right_and_names_wrong():
         w = mask.float()[None, :, None, :]
         return (e * w).sum((1, 3)) / w.sum((1, 3))
 
-    viz.check_attention_entropy(right)
+    checks.check_attention_entropy(right)
     with pytest.raises(AssertionError, match="padding queries"):
-        viz.check_attention_entropy(lambda a, m: (-(a * torch.log(a.clamp_min(1e-30)))).sum(-1).mean((1, 3)))
+        checks.check_attention_entropy(lambda a, m: (-(a * torch.log(a.clamp_min(1e-30)))).sum(-1).mean((1, 3)))
     with pytest.raises(AssertionError, match="nan"):
-        viz.check_attention_entropy(lambda a, m: (-(a * torch.log(a))).sum(-1).mean((1, 3)))
+        checks.check_attention_entropy(lambda a, m: (-(a * torch.log(a))).sum(-1).mean((1, 3)))
 
 
 def test_corpus_statistics_stream_batches_and_weight_by_tokens(model, tokenizer, batches):
