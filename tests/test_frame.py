@@ -4,6 +4,8 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -274,6 +276,37 @@ def test_ci_runs_the_readme_test_command():
     ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines()
           if line.strip() and not line.startswith(("#", "set ", "cd "))]
     assert ci == [commands[1]], f".ci/run runs {ci}, the README's test command is {commands[1]!r}"
+
+
+def _floor(spec: str) -> tuple[int, ...]:
+    """(3, 10) from ">=3.10" or ">=3.10.0"."""
+    return tuple(int(x) for x in re.fullmatch(r">=\s*([\d.]+)", spec.strip()).group(1).split("."))[:2]
+
+
+def test_requires_python_is_what_the_dependencies_need():
+    """pyproject and README promise the Python that torch (the build the Makefile installs) and, for the tests,
+    transformers really need."""
+    import importlib.metadata
+    import tomllib
+
+    ours = _floor(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"])
+    torch_floor = _floor(importlib.metadata.metadata("torch")["Requires-Python"])
+    tests_floor = _floor(importlib.metadata.metadata("transformers")["Requires-Python"])
+    makefile_torch = re.search(r"^TORCH \?= torch==([\d.]+)", (REPO / "Makefile").read_text(), re.M).group(1)
+    if torch.__version__.split("+")[0] == makefile_torch:
+        assert ours == torch_floor, f"requires-python says {ours}, torch {makefile_torch} needs {torch_floor}"
+    assert sys.version_info[:2] >= ours
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert f"Python {'.'.join(map(str, ours))}+" in readme
+    assert f"{'.'.join(map(str, tests_floor))}+ for `make test`" in readme
+
+
+def test_readme_library_snippet_prints_what_it_says():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    snippet = re.search(r"## The library\n\n```python\n(.+?)\n```", readme, re.S).group(1)
+    expected = re.search(r"^# (\d+ torch\.Size.+?\)) {2}", snippet, re.M).group(1)  # before its comment
+    output = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == expected
 
 
 # --- notebooks --------------------------------------------------------------------------------------------------

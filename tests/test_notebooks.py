@@ -1,0 +1,58 @@
+"""Every notebook, top to bottom in fast mode, as on a learner's machine.
+
+Each notebook starts with an empty data folder and an empty cache, and gets its data and checkpoints through
+the course's own download code, from a local mirror of the public URLs (tests/mirror.py) instead of the
+internet. There ``bert-base-uncased`` is a small BERT in the hub's layout, so the online path (download,
+cache, ``bert.`` prefix, heads) runs end to end. Notebooks are found by name, so new ones are run too.
+Run one with ``pytest tests/test_notebooks.py -k 04_``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from minibert import assets
+from mirror import Mirror, course_hub, source_data_dir
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+CELL_TIMEOUT = 900  # seconds per cell: generous, a busy 2-core machine runs fast mode several times slower
+
+
+@pytest.fixture(scope="session")
+def mirror(tmp_path_factory) -> str:
+    with Mirror(source_data_dir(), course_hub(tmp_path_factory.mktemp("hub"))) as url:
+        yield url
+
+
+def _listing(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if ".ipynb_checkpoints" not in p.parts}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_on_a_learners_machine(path, mirror, tmp_path, monkeypatch):
+    # The kernel inherits this environment: fast mode, fresh folders, downloads from the mirror.
+    monkeypatch.setenv("MINIBERT_MODE", "fast")
+    monkeypatch.setenv(assets.MIRROR_ENV, mirror)
+    monkeypatch.setenv(assets.DATA_ENV, str(tmp_path / "data"))
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(assets.CHECKPOINT_ENV, raising=False)
+    before = _listing(NOTEBOOK_DIR)
+    notebook = nbformat.read(path, as_version=4)
+    # "python3" is this interpreter's own kernel: the test runs in the environment it was started from, whether
+    # or not `make course` registered the "minibert" kernel that the notebooks name.
+    client = NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    try:
+        client.execute()
+    except CellExecutionError as err:  # its message holds the cell's source and the traceback
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # without the terminal colours of the traceback
+        pytest.fail(f"{path.name} failed in a cell:\n{plain}", pytrace=False)
+    assert _listing(NOTEBOOK_DIR) == before, \
+        f"{path.name} left files next to the notebooks: write run outputs under assets.runs_dir(name)"
