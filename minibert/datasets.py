@@ -1,4 +1,4 @@
-"""Readers for the fine-tuning data sets, as the 2019 ``run_classifier`` processors read them.
+"""Readers for the fine-tuning data sets, as the 2019 ``run_classifier``, ``run_squad`` and ``run_swag`` read them.
 
 Every reader returns a list of :class:`InputExample` and raises ``ValueError`` naming the file and the line
 of any row it cannot read, so a broken download never turns into a silently wrong data set.
@@ -6,10 +6,13 @@ of any row it cannot read, so a broken download never turns into a silently wron
 
 from __future__ import annotations
 
+import csv
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from minibert.assets import data_path
+from minibert.metrics import iob1_to_iob2
 
 
 @dataclass(frozen=True)
@@ -109,3 +112,219 @@ def check_labels(examples: list[InputExample], num_labels: int) -> None:
             seen = sorted({e.label for e in examples if e.label is not None})
             raise ValueError(f"{where}: label {ex.label!r} is outside [0, {num_labels}) (num_labels={num_labels}); "
                              f"this data has labels {seen}: build the model with num_labels={max(seen) + 1}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# SQuAD, SWAG, CoNLL-2003 and Resume NER: the readers of run_squad, run_swag and the NER examples
+
+
+@dataclass(frozen=True)
+class SquadExample:
+    """One SQuAD question on its paragraph. ``answers`` holds (text, character start in ``context_text``);
+    empty for a v2.0 unanswerable question (``is_impossible``)."""
+
+    qas_id: str
+    question_text: str
+    context_text: str
+    answers: tuple[tuple[str, int], ...] = ()
+    is_impossible: bool = False
+    title: str = ""
+
+
+def read_squad(path: str | Path | None = None, split: str = "dev-v1.1") -> list[SquadExample]:
+    """Every question of a SQuAD v1.1 or v2.0 JSON file, in file order; each answer is checked against its
+    context (``context[start:start+len(text)] == text``) and a mismatch names the question id."""
+    path = Path(path) if path is not None else data_path("squad", f"{split}.json")
+    with open(path, encoding="utf-8") as f:
+        dataset = json.load(f)
+    if not isinstance(dataset, dict) or "data" not in dataset:
+        raise ValueError(f"{path}: not a SQuAD file (expected a JSON object with a 'data' list)")
+    examples = []
+    for article in dataset["data"]:
+        for paragraph in article["paragraphs"]:
+            context = paragraph["context"]
+            for qa in paragraph["qas"]:
+                impossible = bool(qa.get("is_impossible", False))
+                answers = []
+                for a in qa.get("answers", []):
+                    start, text = a["answer_start"], a["text"]
+                    if not (0 <= start and context[start:start + len(text)] == text):
+                        raise ValueError(f"{path}, question {qa['id']!r}: answer {text!r} at character {start} "
+                                         f"is not in its context (found {context[start:start + len(text)]!r})")
+                    answers.append((text, start))
+                if not answers and not impossible:
+                    raise ValueError(f"{path}, question {qa['id']!r}: no answers and not marked is_impossible")
+                examples.append(SquadExample(qa["id"], qa["question"], context, tuple(answers), impossible,
+                                             article.get("title", "")))
+    if not examples:
+        raise ValueError(f"{path}: no questions")
+    return examples
+
+
+@dataclass(frozen=True)
+class SwagExample:
+    """One multiple-choice example as run_swag reads it: a context sentence, the start of the next one, and
+    the endings that may complete it; ``label`` is the index of the true ending (None if unlabelled)."""
+
+    guid: str
+    context_sentence: str
+    start_ending: str
+    endings: tuple[str, ...]
+    label: int | None = None
+    source: str | None = field(default=None, repr=False, compare=False)
+
+
+def _swag_example(row: dict, guid: str, where: str) -> SwagExample:
+    endings = tuple(row[k] for k in ("ending0", "ending1", "ending2", "ending3") if row.get(k) not in (None, ""))
+    if not endings:
+        raise ValueError(f"{where}: example {guid!r} has no choices (columns ending0..ending3 are empty)")
+    for k in ("sent1", "sent2"):
+        if k not in row:
+            raise ValueError(f"{where}: example {guid!r} has no {k!r} column")
+    label = row.get("label")
+    if label not in (None, ""):
+        try:
+            label = int(label)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: example {guid!r} has label {label!r}, expected 0..{len(endings) - 1}")
+        if not 0 <= label < len(endings):
+            raise ValueError(f"{where}: example {guid!r} has label {label} but only {len(endings)} choices")
+    else:
+        label = None
+    return SwagExample(guid, row["sent1"], row["sent2"], endings, label, where)
+
+
+def read_swag(path: str | Path | None = None, split: str = "val") -> list[SwagExample]:
+    """SWAG from the original swagaf CSV (``,video-id,fold-ind,startphrase,sent1,sent2,gold-source,
+    ending0..3,label``) or from JSON lines with the same ``sent1, sent2, ending0..3, label`` keys (the 10 rows
+    of ``swag/sample.json``). Errors name the file and line."""
+    path = Path(path) if path is not None else data_path("swag", f"{split}.csv")
+    examples = []
+    with open(path, encoding="utf-8") as f:
+        if path.suffix in (".json", ".jsonl"):
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}, line {lineno}: not JSON ({err})") from None
+                examples.append(_swag_example(row, f"{split}-{lineno}", f"{path}, line {lineno}"))
+        else:
+            reader = csv.DictReader(f)
+            for row in reader:
+                lineno = reader.line_num
+                guid = row.get("fold-ind") or row.get("") or str(lineno)
+                examples.append(_swag_example(row, f"{split}-{guid}", f"{path}, line {lineno}"))
+    if not examples:
+        raise ValueError(f"{path}: no examples")
+    return examples
+
+
+@dataclass(frozen=True)
+class TaggedSentence:
+    """A sentence as words (or characters) and one IOB2 tag per word."""
+
+    words: tuple[str, ...]
+    tags: tuple[str, ...]
+    source: str | None = field(default=None, repr=False, compare=False)
+
+
+CONLL2003_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")  # HF's order
+RESUME_NER_TYPES = ("CONT", "EDU", "LOC", "NAME", "ORG", "PRO", "RACE", "TITLE")
+RESUME_NER_LABELS = ("O",) + tuple(f"{p}-{t}" for t in RESUME_NER_TYPES for p in ("B", "I"))
+
+
+def _read_columns(path: Path, sep: str | None, tag_column: int, labels: tuple[str, ...],
+                  convert=None) -> list[TaggedSentence]:
+    sentences, words, tags, first = [], [], [], 0
+
+    def flush() -> None:
+        if words:
+            try:
+                new = convert(tags) if convert else list(tags)
+            except ValueError as err:
+                raise ValueError(f"{path}, sentence at line {first}: {err}") from None
+            sentences.append(TaggedSentence(tuple(words), tuple(new), f"{path}, line {first}"))
+            words.clear()
+            tags.clear()
+
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip() or line.startswith("-DOCSTART-"):
+                flush()
+                continue
+            fields = line.split(sep)
+            if len(fields) <= tag_column:
+                raise ValueError(f"{path}, line {lineno}: expected at least {tag_column + 1} columns: {line!r}")
+            if fields[tag_column] not in labels and (convert is None or fields[tag_column][2:] not in
+                                                     {t[2:] for t in labels}):
+                raise ValueError(f"{path}, line {lineno}: tag {fields[tag_column]!r} is not in the tag set "
+                                 f"{list(labels)}")
+            if not words:
+                first = lineno
+            words.append(fields[0])
+            tags.append(fields[tag_column])
+    flush()
+    if not sentences:
+        raise ValueError(f"{path}: no sentences")
+    return sentences
+
+
+def read_conll2003(split: str = "train", path: str | Path | None = None) -> list[TaggedSentence]:
+    """CoNLL-2003 English NER ('train' 14041, 'valid' 3250, 'test' 3453 sentences), ``-DOCSTART-`` skipped;
+    the files' IOB1 tags are converted to IOB2 (every entity starts with B-)."""
+    if split not in ("train", "valid", "test"):
+        raise ValueError(f"CoNLL-2003 split {split!r} does not exist; choose 'train', 'valid' or 'test'")
+    path = Path(path) if path is not None else data_path("conll2003", f"{split}.txt")
+    return _read_columns(path, " ", 3, CONLL2003_LABELS, iob1_to_iob2)
+
+
+def read_resume_ner(split: str = "train", path: str | Path | None = None) -> list[TaggedSentence]:
+    """Resume NER (Zhang & Yang 2018), one character per line, IOB2 tags (the ``.char.bio`` files)."""
+    if split not in ("train", "dev", "test"):
+        raise ValueError(f"Resume NER split {split!r} does not exist; choose 'train', 'dev' or 'test'")
+    path = Path(path) if path is not None else data_path("resume_ner", f"{split}.char.bio")
+    return _read_columns(path, " ", 1, RESUME_NER_LABELS)
+
+
+def encode_tagged(sentences: list[TaggedSentence], tokenizer, labels: tuple[str, ...],
+                  max_seq_length: int = 128) -> list[dict]:
+    """``[CLS] pieces [SEP]`` with the word's label on its first WordPiece and -100 on the others and on the
+    special tokens (the BERT paper's sec. 4.3 choice), for :func:`minibert.data.collate`. The positions whose
+    label is not -100 are the words, in order; words cut by ``max_seq_length`` have none (predict them 'O')."""
+    index = {t: i for i, t in enumerate(labels)}
+    features = []
+    for n, s in enumerate(sentences):
+        ids, label_ids = [tokenizer.cls_token_id], [-100]
+        for w, (word, tag) in enumerate(zip(s.words, s.tags)):
+            if tag not in index:
+                raise ValueError(f"{s.source or f'sentence {n}'}: tag {tag!r} is not one of {list(labels)}")
+            pieces = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(word)) or [tokenizer.unk_token_id]
+            if len(ids) + len(pieces) > max_seq_length - 1:
+                break
+            ids += pieces
+            label_ids += [index[tag]] + [-100] * (len(pieces) - 1)
+        ids.append(tokenizer.sep_token_id)
+        label_ids.append(-100)
+        features.append({"guid": s.source or f"sentence {n}", "input_ids": ids, "token_type_ids": [0] * len(ids),
+                         "labels": label_ids})
+    return features
+
+
+def encode_multiple_choice(examples: list[SwagExample], tokenizer, max_seq_length: int = 64) -> list[dict]:
+    """run_swag's inputs: for every ending ``[CLS] context [SEP] start_ending ending [SEP]``; the pair is
+    truncated longest-first. ``input_ids`` is a list of one sequence per choice; ``label`` the true choice."""
+    features = []
+    for ex in examples:
+        if not ex.endings:
+            raise ValueError(f"{ex.source or ex.guid}: example {ex.guid!r} has no choices")
+        encs = [tokenizer.encode(ex.context_sentence, f"{ex.start_ending} {e}".strip(), max_length=max_seq_length)
+                for e in ex.endings]
+        feat = {"guid": ex.guid, "input_ids": [e["input_ids"] for e in encs],
+                "token_type_ids": [e["token_type_ids"] for e in encs]}
+        if ex.label is not None:
+            feat["label"] = ex.label
+        features.append(feat)
+    return features
