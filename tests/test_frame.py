@@ -322,3 +322,31 @@ def test_notebook_shape(path):
     assert 'os.environ.get("MINIBERT_MODE")' in code[0], "first code cell must be the config cell"
     assert '"google.colab" in sys.modules' in code[1], "second code cell must be the Colab setup cell"
     assert all(not c.get("outputs") for c in cells if c["cell_type"] == "code"), "commit notebooks without outputs"
+
+
+KERNEL = {"name": "minibert", "display_name": "Python (minibert)", "language": "python"}  # what `make course` registers
+COLAB_INSTALL = '%pip install -q "minibert @ git+https://github.com/minibert-course/minibert.git" bertviz'
+# What a Colab runtime ships already (never reinstalled: a second torch would be a multi-GB download), and what it
+# does not need (it has its own notebook front end).
+COLAB_PREINSTALLED = {"torch", "numpy", "safetensors", "tqdm", "ipykernel", "ipywidgets", "matplotlib", "seaborn",
+                      "pandas", "transformers"}
+NOT_NEEDED_ON_COLAB = {"jupyterlab"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_uses_the_registered_kernel(path):
+    assert json.loads(path.read_text(encoding="utf-8"))["metadata"]["kernelspec"] == KERNEL
+
+
+def test_colab_setup_cells_install_the_same_and_only_what_colab_lacks():
+    import tomllib
+
+    for path in NOTEBOOKS:
+        cells = [c for c in json.loads(path.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
+        installs = [line.strip() for line in "".join(cells[1]["source"]).splitlines() if "pip install" in line]
+        assert installs == [COLAB_INSTALL], f"{path.name}: its setup cell installs {installs}"
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    needed = {re.split(r"[<>=\[ ]", d)[0] for d in project["dependencies"] + project["optional-dependencies"]["course"]}
+    installed = set(COLAB_INSTALL.rsplit('"', 1)[1].split())  # what follows minibert itself
+    assert needed - COLAB_PREINSTALLED - NOT_NEEDED_ON_COLAB == installed, "Colab would miss a course dependency"
+    assert not re.search(r"\btorch\b|jupyterlab|\[course\]", COLAB_INSTALL)
