@@ -42,6 +42,7 @@ import collections
 import heapq
 import json
 import logging
+import math
 import operator
 import os
 import re
@@ -633,7 +634,7 @@ def _read_tokenizer_config(folder: Path) -> dict:
 def train_wordpiece(texts: Iterable[str], vocab_size: int,
                     special_tokens: Sequence[str] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"),
                     do_lower_case: bool = True, min_frequency: int = 1,
-                    max_input_chars_per_word: int = 100) -> list[str]:
+                    max_input_chars_per_word: int = 100, score: str = "ratio") -> list[str]:
     """Learn a WordPiece vocabulary from raw text; returns the tokens in id order (write one a line as vocab.txt).
 
     Google never published how BERT's vocabulary was built; this is the likelihood-based WordPiece training of
@@ -644,6 +645,12 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int,
     merged everywhere into one new token (a + b without its '##'); counts are weighted by word frequency.
     Ties go to the more frequent pair, then to the alphabetically first (a, b), so the result is deterministic.
 
+    `score="ratio"` is that score, as the course describes it: it is the gain in log-likelihood *per merged
+    occurrence* under a unigram model of the pieces, so it favours rare pairs that never appear apart and, on a
+    small corpus, spends thousands of merges on rare words before 'th' + '##e'. `score="likelihood"` ranks by
+    the gain of the whole text instead, count(ab) * log(count(ab) * N / (count(a) * count(b))) with N the
+    number of pieces at the start (Schuster & Nakajima 2012): frequent words become whole tokens first.
+
     The vocabulary is `special_tokens` (ids 0, 1, ...; [PAD] first so that padding is id 0), then every
     character seen in both forms ('x' and '##x', so any word made of known characters can be covered), then
     the merged tokens in the order they were learned. Words seen fewer than `min_frequency` times or longer
@@ -653,6 +660,8 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int,
     """
     if isinstance(texts, str):
         raise TypeError("train_wordpiece expects an iterable of texts (e.g. a list of lines), not one str")
+    if score not in ("ratio", "likelihood"):
+        raise ValueError(f"score must be 'ratio' (count(ab) / (count(a) count(b))) or 'likelihood', not {score!r}")
     basic = BasicTokenizer(do_lower_case=do_lower_case, never_split=special_tokens)
     word_freq: collections.Counter = collections.Counter()
     for text in texts:
@@ -682,13 +691,20 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int,
             token_pairs[pair[0]].add(pair)
             token_pairs[pair[1]].add(pair)
 
+    n_pieces = sum(token_count)
+
     def key(pair: tuple[int, int]) -> tuple:
         count = pair_count[pair]
-        return (-count / (token_count[pair[0]] * token_count[pair[1]]), -count, vocab[pair[0]], vocab[pair[1]])
+        ratio = count / (token_count[pair[0]] * token_count[pair[1]])
+        best = ratio if score == "ratio" else count * math.log(ratio * n_pieces)
+        return (-best, -count, vocab[pair[0]], vocab[pair[1]])
 
     heap = [(key(p), p) for p in pair_count]
     heapq.heapify(heap)
     while len(vocab) < vocab_size:
+        if len(heap) > 4 * len(pair_count) + 10_000:  # drop the stale entries now and then
+            heap = [(key(p), p) for p, n in pair_count.items() if n > 0]
+            heapq.heapify(heap)
         # Pop until an entry is current: every change of a pair's score pushed a fresh entry for it.
         while heap and (pair_count[heap[0][1]] == 0 or heap[0][0] != key(heap[0][1])):
             heapq.heappop(heap)

@@ -29,6 +29,17 @@ def test_toy_corpus_by_hand():
     assert vocab == SPECIALS + ALPHABET + ["##gs", "pu", "hu", "bu"]
 
 
+def test_toy_corpus_by_hand_likelihood():
+    """score="likelihood": gain = count(ab) * log(count(ab) * N / (count(a) count(b))), N = 113 pieces at the start.
+
+    1. (##u, ##g): 20 * log(20*113 / (36*20)) = 22.9 beats (p, ##u) 17 * log(113/36) = 19.5 and (##u, ##n) 18.3.
+    2. ##u is left with 16, all before ##n: (##u, ##n) 16 * log(113/16) = 31.3 beats (h, ##ug) 15 * log(113/20) = 26.0.
+    3. (h, ##ug) 26.0 beats (p, ##un) 12 * log(12*113 / (17*16)) = 19.3 -> hug.
+    """
+    vocab = train_wordpiece(TOY, vocab_size=len(SPECIALS) + len(ALPHABET) + 3, score="likelihood")
+    assert vocab == SPECIALS + ALPHABET + ["##ug", "##un", "hug"]
+
+
 def test_toy_corpus_runs_out_of_pairs():
     """Asking for more tokens than merges exist stops when every word is one token (each word is in the vocab)."""
     vocab = train_wordpiece(TOY, vocab_size=1000)
@@ -48,6 +59,8 @@ def test_errors_say_what_to_change():
         train_wordpiece(TOY, vocab_size=10)
     with pytest.raises(TypeError, match="iterable of texts"):
         train_wordpiece("hug pug", vocab_size=100)
+    with pytest.raises(ValueError, match="score must be 'ratio'"):
+        train_wordpiece(TOY, vocab_size=100, score="bpe")
 
 
 @pytest.fixture(scope="module")
