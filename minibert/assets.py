@@ -68,6 +68,9 @@ _GLUE_MRPC = [
 _CHNSENTI = "duanruixue/chnsenticorp/348c5c68b8648a10af56aae0ea44e798fd4dafa4"
 _NLTK = "nltk/nltk/a8a85af0682d183480a553e84ca4cbf9f445fdab/corpora/gutenberg"
 _CONLL = "tparanjpe/NERC_CSE573/01a97182149a52d04b0d355bc305348a87947f32/conll2003"
+_SWAGAF = "0613674cca3612664c3a77a7d26a888ca7d3b127"
+_HF_SWAG = "b45351d3f3159db0a941c5c5c98ef44e1abaea91/tests/fixtures/tests_samples/swag"
+_RESUME = "lonePatient/BERT-NER-Pytorch/7c938a2ded28d8d379fef1879e07da08df5a1eb8/datasets/cner"
 
 # The public sources of every data set the course reads.
 DATASETS: dict[str, list[Remote]] = {
@@ -76,9 +79,15 @@ DATASETS: dict[str, list[Remote]] = {
     "squad": [
         Remote("squad/dev-v1.1.json", "https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v1.1.json",
                "95aa6a52d5d6a735563366753ca50492a658031da74f301ac5238b03966972c9"),
-        Remote("squad/train-v1.1.json", "https://rajpurkar.github.io/SQuAD-explorer/dataset/train-v1.1.json"),
     ],
-    "swag": [Remote(f"swag/{s}.csv", f"{_GH}/rowanz/swagaf/master/data/{s}.csv") for s in ("train", "val")],
+    # the training sets are for full mode only (fast mode trains on some dev articles, evaluates on others)
+    "squad_train": [Remote("squad/train-v1.1.json", "https://rajpurkar.github.io/SQuAD-explorer/dataset/train-v1.1.json")],
+    "squad_v2": [Remote(f"squad/{s}-v2.0.json", f"https://rajpurkar.github.io/SQuAD-explorer/dataset/{s}-v2.0.json")
+                 for s in ("train", "dev")],
+    "swag": [Remote(f"swag/{s}.csv", f"{_GH}/rowanz/swagaf/{_SWAGAF}/data/{s}.csv") for s in ("train", "val")],
+    "swag_sample": [Remote("swag/sample.json", f"{_GH}/huggingface/transformers/{_HF_SWAG}/sample.json",
+                           "9e35e6e175ddc58c55cfbbc98ae729923051b3b5708645ba969c476de78d9c67")],
+    "resume_ner": [Remote(f"resume_ner/{s}.char.bmes", f"{_GH}/{_RESUME}/{s}.char.bmes") for s in ("train", "dev", "test")],
     "vocab": [
         Remote("vocab/bert-base-uncased-vocab.txt", f"{HUB_URL}/bert-base-uncased/resolve/main/vocab.txt",
                "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),

@@ -281,12 +281,26 @@ def read_conll2003(split: str = "train", path: str | Path | None = None) -> list
     return _read_columns(path, " ", 3, CONLL2003_LABELS, iob1_to_iob2)
 
 
+def bmes_to_iob2(tags: list[str]) -> list[str]:
+    """BMES (Begin, Middle, End, Single) to IOB2: S- and B- begin, M- and E- continue."""
+    out = []
+    for i, tag in enumerate(tags):
+        if tag != "O" and (len(tag) < 3 or tag[1] != "-" or tag[0] not in "BMESI"):
+            raise ValueError(f"token {i}: tag {tag!r} is not 'O' or B-/M-/E-/S- plus a type")
+        out.append(tag if tag == "O" else ("B-" if tag[0] in "BS" else "I-") + tag[2:])
+    return out
+
+
 def read_resume_ner(split: str = "train", path: str | Path | None = None) -> list[TaggedSentence]:
-    """Resume NER (Zhang & Yang 2018), one character per line, IOB2 tags (the ``.char.bio`` files)."""
+    """Resume NER (Zhang & Yang 2018), one character per line; the original BMES tags (``.char.bmes``) are
+    converted to IOB2 (a ``.char.bio`` file is read as it is)."""
     if split not in ("train", "dev", "test"):
         raise ValueError(f"Resume NER split {split!r} does not exist; choose 'train', 'dev' or 'test'")
-    path = Path(path) if path is not None else data_path("resume_ner", f"{split}.char.bio")
-    return _read_columns(path, " ", 1, RESUME_NER_LABELS)
+    path = Path(path) if path is not None else data_path("resume_ner", f"{split}.char.bmes")
+    if path.suffix == ".bio":
+        return _read_columns(path, " ", 1, RESUME_NER_LABELS)
+    bmes = RESUME_NER_LABELS + tuple(f"{p}-{t}" for t in RESUME_NER_TYPES for p in ("M", "E", "S"))
+    return _read_columns(path, " ", 1, bmes, bmes_to_iob2)
 
 
 def encode_tagged(sentences: list[TaggedSentence], tokenizer, labels: tuple[str, ...],

@@ -74,6 +74,8 @@ def test_resume_ner():
     assert sum(len(get_entities(s.tags)) for s in train) == 13438  # the 2 sentences that start
     # inside an ORG (MANIFEST gotcha 14) begin with I-ORG, which starts no entity in strict mode
     assert {t for s in train for t in s.tags} <= set(RESUME_NER_LABELS)
+    bio = read_resume_ner(path=data_path("resume_ner", "train.char.bio"))  # MANIFEST's derived copy
+    assert [s.tags for s in bio] == [s.tags for s in train]
 
 
 def test_encode_tagged_labels_first_piece_only(tokenizer):
