@@ -33,7 +33,7 @@ def mrpc_auc(model, tokenizer, mrpc):
 TEXTS = ["Who was Jim Henson?", ("Who was Jim Henson?", "Jim Henson was a puppeteer"), "Hello, world!"]
 
 
-def test_extract_features_jsonl_round_trip(model, tokenizer, tmp_path):
+def test_extract_features_jsonl_round_trip(model, tokenizer, tmp_path, jim_henson_reference):
     path = features.extract_features(model, tokenizer, TEXTS, tmp_path / "out.jsonl", batch_size=2)
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 3
@@ -58,7 +58,7 @@ def test_extract_features_jsonl_round_trip(model, tokenizer, tmp_path):
         tokens, values = features.feature_matrix(pair, layer)
         assert values.shape == (14, 384)
         np.testing.assert_allclose(values, layers[layer][0].numpy(), atol=5.1e-7, rtol=0)
-    ref = json.loads(_reference_path().read_text(encoding="utf-8"))  # computed with transformers
+    ref = jim_henson_reference  # computed with transformers in conftest.py
     np.testing.assert_allclose(features.feature_matrix(pair, -1)[1][0], ref["cls_last_hidden_full"], atol=1e-4)
     with pytest.raises(KeyError, match="layer 0 is not in this record"):
         features.feature_matrix(pair, 0)
@@ -67,12 +67,6 @@ def test_extract_features_jsonl_round_trip(model, tokenizer, tmp_path):
     again = tmp_path / "again.jsonl"
     again.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     assert again.read_bytes() == path.read_bytes()
-
-
-def _reference_path():
-    from minibert.assets import data_path
-
-    return data_path("reference", "minilm_l6_jim_henson_reference.json")
 
 
 def test_extract_features_errors(model, tokenizer, tmp_path):

@@ -201,8 +201,8 @@ def test_readme_2019_jim_henson():
                                                  1037, 13997, 11510, 102]
 
 
-def test_encode_pair_matches_reference_json():
-    ref = json.loads(data_path("reference", "minilm_l6_jim_henson_reference.json").read_text())
+def test_encode_pair_matches_reference_json(jim_henson_reference):
+    ref = jim_henson_reference  # transformers' pure-Python tokenizer, in conftest.py
     tok = BertTokenizer.from_pretrained()  # the packaged MiniLM checkpoint
     enc = tok.encode("Who was Jim Henson ?", "Jim Henson was a puppeteer")
     assert enc == {k: ref[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
