@@ -27,8 +27,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "LRSchedule", "ConstantLR", "WarmupConstantSchedule", "WarmupLinearSchedule", "WarmupCosineSchedule",
-    "WarmupCosineWithHardRestartsSchedule", "SCHEDULES", "BertAdam", "bertadam_reference_update",
-    "check_bertadam_step", "global_vs_per_tensor_clipping", "warmup_linear_v040",
+    "WarmupCosineWithHardRestartsSchedule", "SCHEDULES", "BertAdam", "NO_DECAY", "optimizer_grouped_parameters",
+    "warmup_linear_v040",
 ]
 
 
@@ -60,7 +60,8 @@ class LRSchedule:
             return 1.0
         progress = float(step) / self.t_total
         ret = self(progress)
-        if not nowarn and self.warn_t_total and progress > 1.0 and progress > self.warned_for_t_total_at_progress:
+        # 0.6.2 warned at every step past t_total (hundreds of lines); once per schedule, i.e. per optimizer
+        if not nowarn and self.warn_t_total and progress > 1.0 and self.warned_for_t_total_at_progress < 0:
             logger.warning("Training beyond specified 't_total'. Learning rate multiplier set to %s. "
                            "Please set 't_total' of %s correctly.", ret, type(self).__name__)
             self.warned_for_t_total_at_progress = progress
@@ -179,6 +180,22 @@ def warmup_linear_v040(x: float, warmup: float = 0.002) -> float:
     if x < warmup:
         return x / warmup
     return 1.0 - x
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parameter groups
+# ---------------------------------------------------------------------------------------------------------------
+NO_DECAY = ("bias", "LayerNorm.bias", "LayerNorm.weight")  # parameter names weight decay skips, as in 2019
+
+
+def optimizer_grouped_parameters(model: torch.nn.Module, weight_decay: float = 0.01) -> list[dict]:
+    """The two parameter groups of the 2019 scripts' ``optimizer_grouped_parameters``: every trainable weight
+    with ``weight_decay``, biases and LayerNorm parameters (names containing one of NO_DECAY) with none.
+    Pass the result to BertAdam (or any torch optimizer); an empty group is left out."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in named if not any(nd in n for nd in NO_DECAY)], "weight_decay": weight_decay},
+              {"params": [p for n, p in named if any(nd in n for nd in NO_DECAY)], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
 
 
 # ---------------------------------------------------------------------------------------------------------------

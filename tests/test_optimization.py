@@ -8,7 +8,7 @@ import torch
 
 from minibert.optimization import (
     BertAdam, ConstantLR, WarmupConstantSchedule, WarmupCosineSchedule, WarmupCosineWithHardRestartsSchedule,
-    WarmupLinearSchedule, warmup_linear_v040,
+    WarmupLinearSchedule, optimizer_grouped_parameters, warmup_linear_v040,
 )
 from minibert.course.checks import bertadam_reference_update, check_bertadam_step
 from minibert.course.demos import global_vs_per_tensor_clipping
@@ -113,7 +113,24 @@ def test_past_t_total_warns_and_stays_non_negative(caplog):
         values = [lin.get_lr(s) for s in range(10, 30)]
     assert min(values) == 0.0
     assert "Training beyond specified 't_total'" in caplog.text
+    assert caplog.text.count("Training beyond") == 1  # once per schedule, not once per step as in 0.6.2
     assert warmup_linear_v040(1.5) == pytest.approx(-0.5)  # the 0.4.0 formula went negative
+
+
+def test_training_past_t_total_warns_once_per_optimizer(caplog):
+    model = torch.nn.Sequential()
+    model.add_module("dense", torch.nn.Linear(3, 3))
+    model.add_module("LayerNorm", torch.nn.LayerNorm(3))  # BERT's (TensorFlow) name, which NO_DECAY matches
+    groups = optimizer_grouped_parameters(model, weight_decay=0.01)
+    assert [len(g["params"]) for g in groups] == [1, 3]  # dense.weight | dense.bias, LayerNorm.weight and .bias
+    assert [g["weight_decay"] for g in groups] == [0.01, 0.0]
+    opt = BertAdam(groups, lr=0.1, warmup=0.1, t_total=3)
+    with caplog.at_level(logging.WARNING, logger="minibert.optimization"):
+        for _ in range(12):
+            model(torch.ones(2, 3)).sum().backward()
+            opt.step()
+            opt.zero_grad()
+    assert caplog.text.count("Training beyond specified 't_total'") == 1
 
 
 def test_lr_multiplier_in_the_optimizer_is_clamped_past_t_total():
