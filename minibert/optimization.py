@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from typing import Any, Callable, Iterable
 
 import torch
@@ -26,6 +27,7 @@ from torch.optim import Optimizer
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "WarmupCosineWithWarmupRestartsSchedule", "_LRSchedule",
     "LRSchedule", "ConstantLR", "WarmupConstantSchedule", "WarmupLinearSchedule", "WarmupCosineSchedule",
     "WarmupCosineWithHardRestartsSchedule", "SCHEDULES", "BertAdam", "NO_DECAY", "optimizer_grouped_parameters",
     "warmup_linear_v040",
@@ -45,6 +47,12 @@ class LRSchedule:
     warn_t_total = False  # schedules that decay to 0 at t_total warn when training goes past it
 
     def __init__(self, warmup: float = 0.002, t_total: float = -1, **kw: Any) -> None:
+        _check_number("t_total", t_total)
+        _check_number("warmup", warmup)
+        if t_total == 0:
+            raise ValueError("t_total=0: the schedule is a function of step / t_total; pass the number of updates "
+                             "the run makes (e.g. training.num_update_steps(...)), or t_total=-1 for a constant "
+                             "learning rate")
         if t_total < 0 and type(self) is not ConstantLR:  # no point warning when no schedule was asked for
             logger.warning("t_total value of %s results in schedule not being applied", t_total)
         if not (0.0 <= warmup < 1.0 or warmup == -1):
@@ -86,6 +94,10 @@ class LRSchedule:
 
     @staticmethod
     def from_dict(d: dict) -> "LRSchedule":
+        if d.get("name") not in SCHEDULES:
+            raise ValueError(f"unknown schedule {d.get('name')!r} in the optimizer state; known schedules: "
+                             f"{sorted(k for k in SCHEDULES if k)}. Was the state saved by another library or "
+                             "version? Build BertAdam with the schedule you want and do not load this state")
         cls = SCHEDULES[d["name"]]
         sched = cls.__new__(cls)  # skip __init__: no "not applied" warning again on load
         sched.warmup, sched.t_total = float(d["warmup"]), float(d["t_total"])
@@ -96,6 +108,19 @@ class LRSchedule:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(warmup={self.warmup}, t_total={self.t_total:g})"
+
+
+_LRSchedule = LRSchedule  # pytorch-pretrained-bert 0.6.2's name of the base class
+
+
+def _check_number(name: str, value: Any) -> None:
+    """TypeError for a value that is not a real number (e.g. a string from a command line), ValueError for NaN
+    or infinity: either would otherwise fail at the first step, or silently turn the weights into NaN."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        hint = f"; pass {name}=float({value!r})" if isinstance(value, str) else ""
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}){hint}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name}={value} is not finite; pass a finite number")
 
 
 class ConstantLR(LRSchedule):
@@ -164,6 +189,26 @@ class WarmupCosineWithHardRestartsSchedule(WarmupCosineSchedule):
         return 0.5 * (1.0 + math.cos(math.pi * ((self.cycles * progress) % 1)))
 
 
+class WarmupCosineWithWarmupRestartsSchedule(WarmupCosineWithHardRestartsSchedule):
+    """`cycles` cosine decays from 1 to 0, each after its own linear warmup (0.6.2): `warmup` is a fraction of
+    t_total, so each cycle warms up for `warmup * cycles` of its length."""
+
+    name = "warmup_cosine_warmup_restarts"
+
+    def __init__(self, warmup: float = 0.002, t_total: float = -1, cycles: float = 1.0, **kw: Any) -> None:
+        if warmup * cycles >= 1.0:
+            raise ValueError(f"warmup * cycles = {warmup * cycles:g} must be < 1: each of the {cycles:g} cycles "
+                             f"warms up for warmup={warmup:g} of t_total; lower warmup or cycles")
+        super().__init__(warmup=warmup * cycles if warmup >= 0 else warmup, t_total=t_total, cycles=cycles, **kw)
+
+    def get_lr_(self, progress: float) -> float:
+        progress = progress * self.cycles % 1.0
+        if progress < self.warmup:
+            return self._warm(progress)
+        progress = (progress - self.warmup) / (1 - self.warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 SCHEDULES: dict[Any, type[LRSchedule]] = {
     None: ConstantLR,
     "none": ConstantLR,
@@ -171,6 +216,7 @@ SCHEDULES: dict[Any, type[LRSchedule]] = {
     "warmup_linear": WarmupLinearSchedule,
     "warmup_cosine": WarmupCosineSchedule,
     "warmup_cosine_with_hard_restarts": WarmupCosineWithHardRestartsSchedule,
+    "warmup_cosine_warmup_restarts": WarmupCosineWithWarmupRestartsSchedule,
 }
 
 
@@ -217,8 +263,14 @@ class BertAdam(Optimizer):
                  betas: tuple[float, float] | None = None, **kwargs: Any) -> None:
         if betas is not None:
             b1, b2 = betas
-        if lr is None or lr < 0.0:
+        for name, value in (("lr", lr), ("b1", b1), ("b2", b2), ("e", e), ("weight_decay", weight_decay),
+                            ("max_grad_norm", max_grad_norm)):
+            _check_number(name, value)
+        if lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr} - should be >= 0.0")
+        if weight_decay < 0.0:
+            raise ValueError(f"weight_decay={weight_decay} must be >= 0 (BERT uses 0.01; 0 turns it off): a "
+                             "negative decay pushes the weights away from zero")
         if not isinstance(schedule, LRSchedule) and schedule not in SCHEDULES:
             raise ValueError(f"Invalid schedule parameter: {schedule!r}; expected one of "
                              f"{sorted(k for k in SCHEDULES if k)} or an LRSchedule object")
