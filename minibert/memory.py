@@ -146,12 +146,15 @@ def _layer_terms(config: BertConfig, B: int, S: int, precision: str, attention: 
     t["weight copies"] = 3 * H * H * act  # torch.cat of the q, k, v weights, saved by the one QKV matmul
     t["LayerNorm inputs and statistics"] = 2 * (bsh * 4 + 2 * B * S * 4)  # in fp32 even under autocast
     t["dropout masks"] = 2 * dropout_mask(bsh, act, p_hidden)
-    if attention == "explicit":
+    if attention in ("explicit", "sdpa_math"):
+        # "sdpa_math": SDPA on a CPU with dropout falls back to PyTorch's math kernel, which saves what the
+        # explicit path saves but computes in fp32 even under autocast (fp32 copies of q, k, v and probabilities).
+        attn_act = 4 if attention == "sdpa_math" else act
         # q and k^T are copied into (batch*heads) matrices for the scores matmul, v for the context matmul;
         # softmax keeps its output (fp32: autocast runs softmax in fp32); dropout keeps its mask; the context
         # matmul keeps the dropped probabilities (a half copy under autocast, the same tensor when p=0 in fp32).
-        t["q, k, v"] = 3 * bsh * act
-        t["attention probabilities"] = bas2 * 4 + (bas2 * act if (p_attn > 0 or mixed) else 0)
+        t["q, k, v"] = 3 * bsh * attn_act
+        t["attention probabilities"] = bas2 * 4 + (bas2 * attn_act if (p_attn > 0 or mixed) else 0)
         t["dropout masks"] += dropout_mask(bas2, 4, p_attn)
     else:
         # SDPA keeps q, k, v, its output (which the next linear reads: counted there), a logsumexp per query and
@@ -189,6 +192,14 @@ def _outside_terms(config: BertConfig, B: int, S: int, precision: str, attention
     return t
 
 
+def _effective_attention(config: BertConfig, attention: str, device: str) -> str:
+    """The kernel that really runs: PyTorch's fused CPU attention has no dropout, so in training with attention
+    dropout on a CPU, SDPA runs its math fallback (the explicit formula, computed in fp32)."""
+    if device == "cpu" and attention == "sdpa" and config.attention_probs_dropout_prob > 0:
+        return "sdpa_math"
+    return attention
+
+
 def activation_breakdown(config: BertConfig, batch_size: int, seq_len: int, precision: str = "fp32",
                          gradient_checkpointing: bool = False, attention: str = "sdpa", device: str = "cuda",
                          num_labels: int = 2, masked: bool = True) -> dict[str, int]:
@@ -198,6 +209,7 @@ def activation_breakdown(config: BertConfig, batch_size: int, seq_len: int, prec
     With ``gradient_checkpointing`` the layers keep only their input (fp32, one (batch, seq, hidden) tensor
     each) and one layer's parts come back while it is recomputed in the backward pass."""
     _check_args(config, batch_size, seq_len, precision, "sgd", 1, attention, device, num_labels)
+    attention = _effective_attention(config, attention, device)
     B, S, L, H = batch_size, seq_len, config.num_hidden_layers, config.hidden_size
     layer = _layer_terms(config, B, S, precision, attention, device, masked)
     outside = _outside_terms(config, B, S, precision, attention, device, num_labels, masked)
@@ -230,14 +242,12 @@ def estimate(config: BertConfig, batch_size: int, seq_len: int, precision: str =
     ``batch_size`` is the examples per optimizer update; ``grad_accumulation`` splits it into that many
     micro-batches (activations shrink, the gradients stay alive across them). ``precision`` "fp16"/"bf16" means
     autocast over fp32 weights, as ``training.train`` runs it. ``device`` "cpu" counts dropout masks as the CPU
-    keeps them (float noise instead of bool); on a CPU with attention dropout minibert computes attention
-    explicitly (the fused CPU kernel has no dropout), so ``attention="sdpa"`` is counted as explicit there.
+    keeps them (float noise instead of bool); on a CPU with attention dropout SDPA computes attention
+    with PyTorch's math fallback (the fused CPU kernel has no dropout), and the estimate counts that.
     """
     _check_args(config, batch_size, seq_len, precision, optimizer, grad_accumulation, attention, device, num_labels)
     if not isinstance(gradient_checkpointing, bool):
         raise ValueError(f"gradient_checkpointing must be True or False, got {gradient_checkpointing!r}")
-    if device == "cpu" and attention == "sdpa" and config.attention_probs_dropout_prob > 0:
-        attention = "explicit"
     n = parameter_count(config, num_labels)
     parameters = 4 * n
     gradients = 4 * n
@@ -249,7 +259,8 @@ def estimate(config: BertConfig, batch_size: int, seq_len: int, precision: str =
     # (the FFN's (batch, seq, 4H) pair, or the (batch, heads, seq, seq) scores and probabilities).
     act = 2 if precision != "fp32" else 4
     A, S, I = config.num_attention_heads, seq_len, config.intermediate_size
-    backward_ws = 2 * micro * S * max(I * act, (A * S * 4 if attention == "explicit" else 0))
+    explicit = _effective_attention(config, attention, device) != "sdpa"
+    backward_ws = 2 * micro * S * max(I * act, (A * S * 4 if explicit else 0))
     # The optimizer's temporaries: BertAdam's sqrt(v) + eps and update for the largest weight (word embeddings).
     largest = max(config.vocab_size, config.intermediate_size) * config.hidden_size
     step_ws = 2 * largest * 4 if _OPTIMIZER_MOMENTS[optimizer] else 0
