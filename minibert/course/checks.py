@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from minibert import assets
+from minibert.course import solutions
 from minibert.features import roc_auc
-from minibert.heads import masked_lm_loss
+from minibert.heads import BertForSequenceClassification, masked_lm_loss
 from minibert.modeling import BertConfig, BertModel, explicit_attention, extended_attention_mask
 from minibert.optimization import BertAdam
 from minibert.pretraining import IGNORE_INDEX
@@ -430,3 +431,85 @@ def check_roc_auc(fn: Callable[[np.ndarray, np.ndarray], float]) -> None:
         if not abs(got - expected) < 1e-9:
             raise AssertionError(f"case {name!r}: expected AUC {expected:.6f}, got {got:.6f} "
                                  f"(scores={np.round(s[:6], 2).tolist()}..., labels={y[:6].tolist()}...)")
+
+# ----------------------------------------------------------------------------------------------------------
+# 07 the pre-training loss, 09 the fine-tuning loop
+# ----------------------------------------------------------------------------------------------------------
+
+def check_pretraining_loss(fn: Callable[..., Any], atol: float = 1e-5) -> None:
+    """Check ``fn(prediction_scores (B,S,V), seq_relationship_score (B,2), masked_lm_labels (B,S),
+    next_sentence_label (B,)) -> scalar`` against ``BertForPreTraining``'s loss (masked-LM cross-entropy over
+    the labelled positions + NSP cross-entropy); raise AssertionError naming the first case that differs.
+    atol covers float32 summation order over a few dozen terms."""
+    g = torch.Generator().manual_seed(0)
+    scores, nsp = torch.randn(3, 7, 13, generator=g) * 2, torch.randn(3, 2, generator=g)
+    nsp_label = torch.tensor([0, 1, 1])
+    labels = torch.full((3, 7), IGNORE_INDEX)
+    labels[0, 1], labels[0, 5], labels[1, 2], labels[2, 6] = 4, 9, 12, 0
+    cases = {
+        "-100 marks the positions that are not predicted": labels,
+        "a row with nothing masked": labels.masked_fill(torch.arange(3)[:, None] == 1, IGNORE_INDEX),
+        "-1 (2019 style) also marks positions that are not predicted": labels.masked_fill(labels == IGNORE_INDEX, -1),
+    }
+    for case, lab in cases.items():
+        expected = masked_lm_loss(scores, lab) + F.cross_entropy(nsp, nsp_label)
+        try:
+            got = fn(scores.clone(), nsp.clone(), lab.clone(), nsp_label.clone())
+        except NotImplementedError:
+            raise
+        except Exception as err:
+            raise AssertionError(f"[{case}] your function raised {type(err).__name__}: {err}") from err
+        if not isinstance(got, torch.Tensor) or got.dim() != 0:
+            raise AssertionError(f"[{case}] expected a scalar tensor (MLM loss + NSP loss), got "
+                                 f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}")
+        if not torch.isfinite(got) or abs(got.item() - expected.item()) > atol:
+            mlm_only = masked_lm_loss(scores, lab).item()
+            hint = (" - that is the MLM loss alone: add the NSP cross-entropy" if abs(got.item() - mlm_only) < atol
+                    else " (mean MLM cross-entropy over labelled positions only, plus the NSP cross-entropy)")
+            raise AssertionError(f"[{case}] loss {got.item():.6f}, expected {expected.item():.6f}{hint}")
+
+
+def check_train_steps(fn: Callable[..., Any], steps: int = 4) -> None:
+    """Check a learner's ``fn(model, batches, optimizer) -> losses`` (one optimizer step per batch) against the
+    same loop in ``minibert.course.solutions`` on a tiny BertForSequenceClassification; raise AssertionError
+    naming the first step whose loss differs, and what that usually means. The two runs start from the same
+    weights without dropout, so their losses agree to float32 rounding (rtol 1e-4 covers it)."""
+    config = BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    g = torch.Generator().manual_seed(0)
+    batches = [{"input_ids": torch.randint(1, 30, (4, 6), generator=g),
+                "token_type_ids": torch.zeros(4, 6, dtype=torch.long),
+                "attention_mask": torch.ones(4, 6, dtype=torch.long),
+                "labels": torch.randint(0, 2, (4,), generator=g)} for _ in range(steps)]
+
+    def run(loop: Callable[..., Any]) -> list[float]:
+        torch.manual_seed(0)
+        model = BertForSequenceClassification(config, num_labels=2)
+        optimizer = BertAdam(model.parameters(), lr=1e-2, schedule=None)
+        return [float(x) for x in loop(model, [dict(b) for b in batches], optimizer)]
+
+    def without(skip: str) -> Callable[..., list[float]]:  # the two classic bugs, to name them when they happen
+        def loop(model, batches, optimizer):
+            losses = []
+            for batch in batches:
+                loss = model(**batch)
+                loss.backward()
+                if skip != "step":
+                    optimizer.step()
+                if skip != "zero_grad":
+                    optimizer.zero_grad()
+                losses.append(loss.item())
+            return losses
+        return loop
+
+    want, got = run(solutions.train_steps), run(fn)
+    if len(got) != len(want):
+        raise AssertionError(f"got {len(got)} losses for {len(want)} batches: return one loss per optimizer step")
+    bugs = {"step": ": the weights never change - call optimizer.step() after loss.backward()",
+            "zero_grad": ": the gradients add up across batches - call optimizer.zero_grad() after every step"}
+    for i, (a, b) in enumerate(zip(got, want)):
+        if not math.isclose(a, b, rel_tol=1e-4):
+            hint = next((h for skip, h in bugs.items()
+                         if all(math.isclose(x, y, rel_tol=1e-4) for x, y in zip(got, run(without(skip))))),
+                        " (forward with the batch's labels, loss.backward(), optimizer.step(), optimizer.zero_grad())")
+            raise AssertionError(f"loss at step {i + 1} is {a:.6f}, expected {b:.6f}{hint}")
