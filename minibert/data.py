@@ -120,14 +120,15 @@ def collate(features: Sequence[Feature], pad_token_id: int, pad_to_multiple_of: 
     """
     if len(features) == 0:
         raise ValueError("collate got an empty batch; pass at least one encoded example")
-    keys = set(features[0])
+    keys = set(features[0]) - {"guid"}  # the guid is optional: it only names examples in errors
     for i, f in enumerate(features):
         if "input_ids" not in f:
             raise ValueError(f"{_name(f, i)} has no 'input_ids' (keys {sorted(f)}); encode it with the tokenizer, "
                              "e.g. encode_examples(examples, tokenizer)")
-        if set(f) != keys:
-            raise ValueError(f"{_name(f, i)} has keys {sorted(f)} but {_name(features[0], 0)} has {sorted(keys)}; "
-                             "every example of a batch needs the same fields (e.g. all labelled or none)")
+        if set(f) - {"guid"} != keys:
+            raise ValueError(f"{_name(f, i)} has keys {sorted(set(f) - {'guid'})} but {_name(features[0], 0)} has "
+                             f"{sorted(keys)}; every example of a batch needs the same fields (e.g. all labelled "
+                             "or none)")
     multiple_choice = _is_choices(features[0]["input_ids"])
     choices = None
     if multiple_choice:
@@ -165,7 +166,7 @@ def collate(features: Sequence[Feature], pad_token_id: int, pad_to_multiple_of: 
     if choices is not None:  # (batch * choices, seq) -> (batch, choices, seq)
         batch = {k: v.view(len(features), choices, longest) for k, v in batch.items()}
 
-    for key in sorted(keys - set(_INPUT_KEYS) - {"guid"}):
+    for key in sorted(keys - set(_INPUT_KEYS)):
         out_key = "labels" if key == "label" else key
         if out_key in batch:
             raise ValueError("the examples have both 'label' and 'labels'; keep one of them")

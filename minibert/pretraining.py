@@ -13,20 +13,22 @@ import logging
 import math
 import os
 import random
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from minibert.assets import strip_gutenberg_boilerplate
+from minibert.assets import gutenberg_documents, strip_gutenberg_boilerplate
+from minibert.data import IGNORE_INDEX, collate
+from minibert.optimization import BertAdam
+from minibert.tokenization import SPECIAL_TOKENS, BertTokenizer
+from minibert.training import StopTraining, TrainingArguments, train as train_loop
 
 logger = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100  # label of positions that are not predicted (cross_entropy's default ignore_index)
 IS_NEXT, NOT_NEXT = 0, 1
 
 
@@ -52,33 +54,30 @@ def read_documents(path: str | os.PathLike, max_documents: int | None = None) ->
     return docs
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+(?=[\"'`]*[A-Z])")
-
-
 def read_book_documents(path: str | os.PathLike, sentences_per_document: int = 30,
                         encoding: str = "utf-8") -> list[list[str]]:
     """A raw Gutenberg book (NLTK copy) as documents of sentences, for LM fine-tuning on a new corpus.
 
-    Drops the Project Gutenberg header and footer and a `[Title by Author Year]` first line, joins each
-    paragraph's lines, splits sentences with a simple regex (end punctuation, space, capital) and groups
-    every `sentences_per_document` consecutive sentences into one document, so NSP's random B comes from
-    elsewhere in the book."""
+    Sentences come from :func:`minibert.assets.gutenberg_documents` (the splitter that built the pre-training
+    corpus: licence header and footer dropped, chapter headings removed, not split after Mr., Mrs., ...), with
+    the whole book read as one chapter so plays and poems without CHAPTER headings work too. Every
+    `sentences_per_document` consecutive sentences form one document, so NSP's random B comes from elsewhere in
+    the book. A `[Title by Author Year]` first line is dropped."""
     try:
         text = Path(path).read_text(encoding=encoding)
     except UnicodeDecodeError:  # shakespeare-caesar.txt is ISO-8859-1
         text = Path(path).read_text(encoding="latin-1")
-    lines = strip_gutenberg_boilerplate(text).split("\n")
-    if lines and lines[0].startswith("["):
-        lines = lines[1:]
-    paragraphs = " ".join(l.strip() if l.strip() else "\n" for l in lines).split("\n")
-    sentences = [s.strip() for p in paragraphs for s in _SENTENCE_END.split(" ".join(p.split())) if s.strip()]
+    text = strip_gutenberg_boilerplate(text).lstrip()
+    text = text.split("\n", 1)[1] if text.startswith("[") else text
+    # one heading in front: a book without CHAPTER headings (a play) is one chapter, a novel keeps its own
+    sentences = [s for doc in gutenberg_documents("CHAPTER 1\n" + text) for s in doc]
     docs = [sentences[i:i + sentences_per_document] for i in range(0, len(sentences), sentences_per_document)]
     if not docs:
         raise ValueError(f"{path} holds no text")
     return docs
 
 
-def tokenize_documents(documents: Iterable[Sequence[str]], tokenizer: Any) -> list[list[list[str]]]:
+def tokenize_documents(documents: Iterable[Sequence[str]], tokenizer: BertTokenizer) -> list[list[list[str]]]:
     """WordPiece-tokenize every sentence; drop sentences that tokenize to nothing and empty documents."""
     out = []
     for doc in documents:
@@ -251,10 +250,11 @@ def mask_tokens(input_ids: torch.Tensor, special_tokens_mask: torch.Tensor, voca
 
 
 class PretrainingDataset(torch.utils.data.Dataset):
-    """TrainingInstances converted to ids once (tensors), ready for `PretrainingCollator`."""
+    """TrainingInstances converted to ids once by the tokenizer (tensors), ready for `PretrainingCollator`."""
 
-    def __init__(self, instances: Sequence[TrainingInstance], tokenizer: Any) -> None:
+    def __init__(self, instances: Sequence[TrainingInstance], tokenizer: BertTokenizer) -> None:
         self.instances = list(instances)
+        self.tokenizer = tokenizer
         self.items = []
         for inst in self.instances:
             self.items.append({
@@ -272,20 +272,22 @@ class PretrainingDataset(torch.utils.data.Dataset):
 
 
 class PretrainingCollator:
-    """Pads a list of dataset items and masks them afresh on every call (dynamic masking).
+    """The pre-training collate: :func:`minibert.data.collate` (padding with the tokenizer's [PAD]), then fresh
+    masks on every call (dynamic masking), with [CLS], [SEP] and [MASK] ids from the tokenizer.
 
     Deterministic: two collators with the same seed, called on the same batches in the same order, return the
-    same tensors. Returns input_ids, token_type_ids, attention_mask, masked_lm_labels, next_sentence_label.
+    same tensors. Returns input_ids, token_type_ids, attention_mask, masked_lm_labels, next_sentence_label:
+    the keyword arguments of ``BertForPreTraining``.
     """
 
-    def __init__(self, vocab: dict[str, int], masked_lm_prob: float = 0.15, max_predictions_per_seq: int = 20,
+    def __init__(self, tokenizer: BertTokenizer, masked_lm_prob: float = 0.15, max_predictions_per_seq: int = 20,
                  whole_word_mask: bool = False, seed: int = 0, pad_to: int | None = None) -> None:
-        for tok in ("[PAD]", "[CLS]", "[SEP]", "[MASK]"):
-            if tok not in vocab:
-                raise ValueError(f"vocab has no {tok} token; pass tokenizer.vocab of a BERT WordPiece vocab")
-        self.vocab_size = len(vocab)
-        self.pad_id, self.cls_id, self.sep_id, self.mask_id = (vocab[t] for t in ("[PAD]", "[CLS]", "[SEP]",
-                                                                                   "[MASK]"))
+        if not isinstance(tokenizer, BertTokenizer):
+            raise TypeError(f"PretrainingCollator takes the BertTokenizer (it knows the special tokens' ids), got "
+                            f"{type(tokenizer).__name__}; pass tok, not tok.vocab")
+        self.vocab_size = tokenizer.vocab_size
+        self.pad_id, self.cls_id, self.sep_id, self.mask_id = (tokenizer.pad_token_id, tokenizer.cls_token_id,
+                                                               tokenizer.sep_token_id, tokenizer.mask_token_id)
         self.masked_lm_prob, self.max_predictions_per_seq = masked_lm_prob, max_predictions_per_seq
         self.whole_word_mask, self.pad_to, self.seed = whole_word_mask, pad_to, seed
         self.generator = torch.Generator().manual_seed(seed)
@@ -297,30 +299,28 @@ class PretrainingCollator:
         return other
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
-        pad = torch.nn.utils.rnn.pad_sequence
-        input_ids = pad([it["input_ids"] for it in items], batch_first=True, padding_value=self.pad_id)
-        token_type_ids = pad([it["token_type_ids"] for it in items], batch_first=True)
-        word_start = pad([it["word_start"] for it in items], batch_first=True, padding_value=True)
-        if self.pad_to is not None and input_ids.shape[1] < self.pad_to:
-            extra = self.pad_to - input_ids.shape[1]
-            input_ids = F.pad(input_ids, (0, extra), value=self.pad_id)
-            token_type_ids = F.pad(token_type_ids, (0, extra))
+        batch = collate([{k: v for k, v in it.items() if k != "word_start"} for it in items], self.pad_id,
+                        vocab_size=self.vocab_size)
+        word_start = torch.nn.utils.rnn.pad_sequence([it["word_start"] for it in items], batch_first=True,
+                                                     padding_value=True)
+        if self.pad_to is not None and batch["input_ids"].shape[1] < self.pad_to:
+            extra = self.pad_to - batch["input_ids"].shape[1]
+            for key, value in (("input_ids", self.pad_id), ("token_type_ids", 0), ("attention_mask", 0)):
+                batch[key] = F.pad(batch[key], (0, extra), value=value)
             word_start = F.pad(word_start, (0, extra), value=True)
-        lengths = torch.tensor([len(it["input_ids"]) for it in items])
-        attention_mask = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()
+        input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
         special = (input_ids == self.cls_id) | (input_ids == self.sep_id) | (attention_mask == 0)
         word_ids = None
         if self.whole_word_mask:
             word_ids = torch.where(special, -1, word_start.long().cumsum(1) - 1)
-        inputs, labels = mask_tokens(input_ids, special, self.vocab_size, self.mask_id, self.generator,
-                                     self.masked_lm_prob, self.max_predictions_per_seq, attention_mask, word_ids)
-        return {"input_ids": inputs, "token_type_ids": token_type_ids, "attention_mask": attention_mask,
-                "masked_lm_labels": labels,
-                "next_sentence_label": torch.tensor([it["next_sentence_label"] for it in items])}
+        batch["input_ids"], batch["masked_lm_labels"] = mask_tokens(
+            input_ids, special, self.vocab_size, self.mask_id, self.generator, self.masked_lm_prob,
+            self.max_predictions_per_seq, attention_mask, word_ids)
+        return batch
 
 
 def write_corpus_vocab(documents: list[list[list[str]]], vocab: dict[str, int], path: str | os.PathLike,
-                       extra: Sequence[str] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")) -> Path:
+                       extra: Sequence[str] = SPECIAL_TOKENS) -> Path:
     """Write a vocab.txt holding only the WordPieces the tokenized corpus uses (plus the special tokens), in the
     original order. Greedy longest-match WordPiece then tokenizes this corpus exactly as before (every piece it
     chose is kept, every longer candidate was absent already), while a from-scratch model's output layer
@@ -341,10 +341,10 @@ class PretrainingData:
 
     train: PretrainingDataset
     held_out: PretrainingDataset
-    tokenizer: Any
+    tokenizer: BertTokenizer
 
 
-def load_pretraining_data(source: str | os.PathLike | list[list[str]], tokenizer: Any, max_seq_length: int = 128,
+def load_pretraining_data(source: str | os.PathLike | list[list[str]], tokenizer: BertTokenizer, max_seq_length: int = 128,
                           short_seq_prob: float = 0.1, dupe_factor: int = 1, held_out: float = 0.1,
                           max_documents: int | None = None, seed: int = 12345,
                           corpus_vocab_file: str | os.PathLike | None = None) -> PretrainingData:
@@ -369,14 +369,16 @@ def load_pretraining_data(source: str | os.PathLike | list[list[str]], tokenizer
 # ---------------------------------------------------------------------------------------------------------------
 def pretraining_losses(prediction_scores: torch.Tensor, seq_relationship_score: torch.Tensor,
                        masked_lm_labels: torch.Tensor, next_sentence_label: torch.Tensor) -> dict[str, torch.Tensor]:
-    """MLM and NSP cross-entropies and accuracies (labels < 0 ignored). `prediction_scores` is (batch, seq, V)
-    with labels (batch, seq), or already gathered at the targets: (n, V) with labels (n,)."""
+    """MLM and NSP cross-entropies and accuracies (labels < 0 ignored). `prediction_scores` is (batch, seq, V),
+    or only the targets' rows (n, V) in row-major order (what BertForPreTraining computes with labels); the
+    labels are (batch, seq) either way, or (n,) already gathered."""
     V = prediction_scores.shape[-1]
     labels = masked_lm_labels.reshape(-1)
     scores = prediction_scores.reshape(-1, V)
     target = labels >= 0
-    if not target.all():  # full (batch, seq, V) scores: keep the predicted positions
-        scores, labels = scores[target], labels[target]
+    if scores.shape[0] == labels.numel():  # a row for every position: keep the predicted ones
+        scores = scores[target]
+    labels = labels[target]
     mlm = F.cross_entropy(scores.float(), labels) if labels.numel() else scores.sum() * 0.0
     nsp = F.cross_entropy(seq_relationship_score.float(), next_sentence_label)
     return {"loss": mlm + nsp, "mlm_loss": mlm, "nsp_loss": nsp,
@@ -389,20 +391,58 @@ def _to(batch: dict, device: torch.device | str) -> dict:
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def _forward(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(MLM scores at the targets (n, V), their labels (n,), NSP scores (batch, 2)).
+class PretrainingStats:
+    """MLM and NSP losses and accuracies of a ``BertForPreTraining``'s forward passes, read off its two heads
+    while the model computes its own loss (called with labels it returns the loss only, and its vocabulary
+    scores exist only at the masked positions): no second forward pass, no copy of the loss.
 
-    Like Google's `gather_indexes`, the vocabulary decoder runs only on the ~15% of positions that are
-    predicted: with a 30522-word vocab and a small encoder it is most of the compute."""
-    labels = batch["masked_lm_labels"]
-    target = labels >= 0
-    bert, heads = getattr(model, "bert", None), getattr(model, "cls", None)
-    if bert is not None and hasattr(heads, "predictions") and hasattr(heads, "seq_relationship"):
-        seq, pooled = bert(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-                           output_all_encoded_layers=False)
-        return heads.predictions(seq[target]), labels[target], heads.seq_relationship(pooled)
-    scores, nsp = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])[:2]
-    return scores[target], labels[target], nsp
+    Use as a context manager around the forward passes; ``pop()`` returns the totals since the last pop.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        heads = getattr(model, "cls", None)
+        if not (hasattr(heads, "predictions") and hasattr(heads, "seq_relationship")):
+            raise TypeError(f"{type(model).__name__} has no pre-training heads (cls.predictions and "
+                            "cls.seq_relationship); pre-train a BertForPreTraining")
+        self._scores: list[torch.Tensor] = []
+        self._nsp: list[torch.Tensor] = []
+        self._totals = self._zeros()
+        self._handles = [
+            heads.predictions.register_forward_hook(lambda m, i, out: self._scores.append(out.detach())),
+            heads.seq_relationship.register_forward_hook(lambda m, i, out: self._nsp.append(out.detach())),
+            model.register_forward_hook(self._count, with_kwargs=True),
+        ]
+
+    @staticmethod
+    def _zeros() -> dict[str, float]:
+        return dict.fromkeys(("mlm_loss", "nsp_loss", "mlm_correct", "mlm_count", "nsp_correct", "nsp_count"), 0.0)
+
+    def _count(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: object) -> None:
+        scores, nsp, self._scores, self._nsp = self._scores, self._nsp, [], []
+        labels, next_label = kwargs.get("masked_lm_labels"), kwargs.get("next_sentence_label")
+        if labels is None or next_label is None or len(scores) != 1 or len(nsp) != 1:
+            return  # called without labels, or not as BertForPreTraining computes its loss
+        r = pretraining_losses(scores[0], nsp[0], labels, next_label)
+        for key in ("mlm", "nsp"):
+            n = r[f"{key}_count"].item()
+            self._totals[f"{key}_loss"] += r[f"{key}_loss"].item() * n
+            self._totals[f"{key}_correct"] += r[f"{key}_correct"].item()
+            self._totals[f"{key}_count"] += n
+
+    def pop(self) -> dict[str, float]:
+        """Totals since the last pop: summed losses, correct predictions and counts for MLM and NSP."""
+        totals, self._totals = self._totals, self._zeros()
+        return totals
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def __enter__(self) -> "PretrainingStats":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def fixed_batches(dataset: PretrainingDataset, collator: PretrainingCollator, batch_size: int = 64,
@@ -414,37 +454,38 @@ def fixed_batches(dataset: PretrainingDataset, collator: PretrainingCollator, ba
 
 
 @torch.no_grad()
-def evaluate_pretraining(model: torch.nn.Module, batches: list[dict], device: torch.device | str = "cpu"
+def evaluate_pretraining(model: torch.nn.Module, batches: list[dict], device: torch.device | str | None = None
                          ) -> dict[str, float]:
-    """Held-out MLM loss, accuracy and perplexity (exp of the mean loss per masked token) and NSP accuracy."""
+    """Held-out MLM loss, accuracy and perplexity (exp of the mean loss per masked token) and NSP accuracy.
+
+    The model computes its own loss on each batch (``model(**batch)``); the metrics are read off its heads."""
+    device = device if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    tot = {"mlm_loss": 0.0, "nsp_loss": 0.0, "mlm_correct": 0, "mlm_count": 0, "nsp_correct": 0, "nsp_count": 0}
-    for batch in batches:
-        batch = _to(batch, device)
-        mlm_scores, mlm_labels, nsp_scores = _forward(model, batch)
-        r = pretraining_losses(mlm_scores, nsp_scores, mlm_labels, batch["next_sentence_label"])
-        tot["mlm_loss"] += r["mlm_loss"].item() * r["mlm_count"].item()
-        tot["nsp_loss"] += r["nsp_loss"].item() * r["nsp_count"].item()
-        for k in ("mlm_correct", "mlm_count", "nsp_correct", "nsp_count"):
-            tot[k] += r[k].item()
+    with PretrainingStats(model) as stats:
+        for batch in batches:
+            model(**_to(batch, device))
+        tot = stats.pop()
     model.train(was_training)
     mlm_loss = tot["mlm_loss"] / max(tot["mlm_count"], 1)
     return {"mlm_loss": mlm_loss, "perplexity": math.exp(mlm_loss),
             "mlm_accuracy": tot["mlm_correct"] / max(tot["mlm_count"], 1),
             "nsp_loss": tot["nsp_loss"] / max(tot["nsp_count"], 1),
-            "nsp_accuracy": tot["nsp_correct"] / max(tot["nsp_count"], 1), "masked_tokens": tot["mlm_count"]}
+            "nsp_accuracy": tot["nsp_correct"] / max(tot["nsp_count"], 1), "masked_tokens": int(tot["mlm_count"])}
 
 
-def unigram_baseline(train: PretrainingDataset, batches: list[dict], vocab: dict[str, int]) -> dict[str, float]:
+def unigram_baseline(train: PretrainingDataset, batches: list[dict], vocab: dict[str, int] | None = None
+                     ) -> dict[str, float]:
     """The no-context baseline: predict every masked token from training-set token frequencies (add-one).
 
     Accuracy = always guessing the most frequent token; perplexity = exp of the unigram cross-entropy.
-    Special tokens are never targets, so they are left out of the counts."""
+    Special tokens are never targets, so they are left out of the counts. ``vocab`` defaults to the dataset
+    tokenizer's (only its size is used)."""
+    tok = train.tokenizer
+    size = len(vocab) if vocab is not None else tok.vocab_size
     ids = torch.cat([it["input_ids"] for it in train.items])
-    counts = torch.bincount(ids, minlength=len(vocab)).double() + 1.0
-    for tok in ("[PAD]", "[CLS]", "[SEP]", "[MASK]"):
-        counts[vocab[tok]] = 0.0
+    counts = torch.bincount(ids, minlength=size).double() + 1.0
+    counts[[tok.pad_token_id, tok.cls_token_id, tok.sep_token_id, tok.mask_token_id]] = 0.0
     logp = (counts / counts.sum()).log()
     labels = torch.cat([b["masked_lm_labels"].reshape(-1) for b in batches])
     labels = labels[labels >= 0]
@@ -455,7 +496,8 @@ def unigram_baseline(train: PretrainingDataset, batches: list[dict], vocab: dict
 
 @dataclass
 class PretrainHistory:
-    """Per-step training curves and the held-out evaluations (step, metrics)."""
+    """Per-step training curves (loss, MLM / NSP accuracy of the training batch, lr) and the held-out
+    evaluations (step, metrics)."""
 
     step: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
@@ -467,48 +509,52 @@ class PretrainHistory:
 
 
 def pretrain(model: torch.nn.Module, train: PretrainingDataset, collator: PretrainingCollator,
-             optimizer: torch.optim.Optimizer, num_steps: int, batch_size: int = 32,
-             eval_batches: list[dict] | None = None, eval_every: int = 0, max_seconds: float | None = None,
-             device: torch.device | str = "cpu", callback: Callable[[PretrainHistory], None] | None = None,
-             callback_every: int = 10, seed: int = 0) -> PretrainHistory:
-    """Train with MLM + NSP for `num_steps` optimizer steps (or until `max_seconds`), cycling over `train`.
+             optimizer: BertAdam, num_steps: int, batch_size: int = 32, eval_batches: list[dict] | None = None,
+             eval_every: int = 0, max_seconds: float | None = None, device: torch.device | str | None = None,
+             callback: Callable[[PretrainHistory], None] | None = None, callback_every: int = 10, seed: int = 0,
+             precision: str = "auto", args: TrainingArguments | None = None) -> PretrainHistory:
+    """Train with MLM + NSP for `num_steps` optimizer steps, cycling over `train`: :func:`minibert.training.train`
+    (the one loop: mixed precision, accumulation, checkpoints, DDP) with `collator` as its collate, and a
+    history of the curves for notebooks.
 
-    Loss = MLM cross-entropy + NSP cross-entropy (the sum, as BertForPreTraining). `callback(history)` runs
-    every `callback_every` steps (e.g. a live plot); held-out metrics every `eval_every` steps and at the end.
+    Loss = MLM cross-entropy + NSP cross-entropy, computed by the model (BertForPreTraining). `callback(history)`
+    runs every `callback_every` steps (e.g. a live plot); held-out metrics every `eval_every` steps and at the
+    end. `max_seconds` stops early (reported, so a busy machine shows fewer steps, not a different curve).
+    `args` overrides the TrainingArguments built from the other parameters (e.g. gradient accumulation).
     """
     if len(train) == 0:
         raise ValueError("empty training set: check max_documents / the data path")
-    loader = torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True, collate_fn=collator,
-                                         generator=torch.Generator().manual_seed(seed),
-                                         drop_last=len(train) > batch_size)
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    if args is None:
+        epochs = math.ceil(num_steps / math.ceil(len(train) / batch_size))
+        args = TrainingArguments(num_train_epochs=epochs, max_steps=num_steps, train_batch_size=batch_size,
+                                 seed=seed, device=None if device is None else str(device), precision=precision,
+                                 progress=False)
     hist = PretrainHistory()
-    model.to(device).train()
     start = time.perf_counter()
-    step = 0
-    while step < num_steps:
-        for batch in loader:
-            batch = _to(batch, device)
-            mlm_scores, mlm_labels, nsp_scores = _forward(model, batch)
-            r = pretraining_losses(mlm_scores, nsp_scores, mlm_labels, batch["next_sentence_label"])
-            optimizer.zero_grad(set_to_none=True)
-            r["loss"].backward()
-            lr = optimizer.get_lr()[0] if hasattr(optimizer, "get_lr") else optimizer.param_groups[0]["lr"]
-            optimizer.step()
-            step += 1
-            hist.step.append(step)
-            hist.loss.append(r["loss"].item())
-            hist.mlm_accuracy.append(r["mlm_correct"].item() / max(r["mlm_count"].item(), 1))
-            hist.nsp_accuracy.append(r["nsp_correct"].item() / r["nsp_count"].item())
-            hist.lr.append(float(lr))
-            out_of_time = max_seconds is not None and time.perf_counter() - start > max_seconds
-            done = step >= num_steps or out_of_time
-            if eval_batches is not None and ((eval_every and step % eval_every == 0) or done):
-                hist.evals.append((step, evaluate_pretraining(model, eval_batches, device)))
-            hist.seconds = time.perf_counter() - start
-            if callback is not None and (step % callback_every == 0 or done):
-                callback(hist)
-            if done:
-                if out_of_time:
-                    logger.info("stopped at step %d of %d: time budget %.0f s spent", step, num_steps, max_seconds)
-                return hist
+
+    def on_event(event: str, state) -> None:
+        if event != "step":
+            return
+        step, record = state.global_step, state.log_history[-1]
+        t = stats.pop()
+        hist.step.append(step)
+        hist.loss.append(record["loss"])
+        hist.lr.append(record["lr"])
+        hist.mlm_accuracy.append(t["mlm_correct"] / max(t["mlm_count"], 1))
+        hist.nsp_accuracy.append(t["nsp_correct"] / max(t["nsp_count"], 1))
+        out_of_time = max_seconds is not None and time.perf_counter() - start > max_seconds
+        done = step >= num_steps or out_of_time
+        if eval_batches is not None and ((eval_every and step % eval_every == 0) or done):
+            hist.evals.append((step, evaluate_pretraining(model, eval_batches)))
+        hist.seconds = time.perf_counter() - start
+        if callback is not None and (step % callback_every == 0 or done):
+            callback(hist)
+        if out_of_time and step < num_steps:
+            raise StopTraining(f"time budget of {max_seconds:.0f} s spent")
+
+    with PretrainingStats(model) as stats:
+        train_loop(model, train.items, args, collate_fn=collator, metrics_fn=None, optimizer=optimizer,
+                   callbacks=[on_event])
     return hist

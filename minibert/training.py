@@ -1,107 +1,72 @@
-"""One fine-tuning loop for every task notebook: the recipe of the BERT paper (Devlin et al. 2019, sec. 4 and
-appendix A.3) and of the 2019 ``run_classifier.py``, with what a 2020s GPU adds.
+"""One training loop for every task: the recipe of the BERT paper (Devlin et al. 2019, sec. 4 and appendix A.3)
+and of the 2019 ``run_classifier.py``, with what a 2020s GPU adds.
+
+The loop is driven by the model's own loss (the pytorch-pretrained-bert 0.6.2 contract: a head called with its
+labels returns the loss, without them its logits), so one loop serves every head::
+
+    batch = collate_fn(features)        # dict of tensors, see minibert.data.collate
+    loss = model(**batch)               # BertForSequenceClassification: labels
+                                        # BertForPreTraining: masked_lm_labels + next_sentence_label
+                                        # BertForTokenClassification: labels (batch, seq), -100 = ignore
+                                        # BertForQuestionAnswering: start_positions + end_positions
+                                        # BertForMultipleChoice: input_ids (batch, choices, seq), labels
 
 What it does, in the order a step happens:
   batches   length-bucketed global batches (similar lengths together, so dynamic padding wastes little), the
             same batches whatever the number of processes or accumulation steps;
-  forward   under autocast (bf16 where the GPU has it, fp16 + GradScaler otherwise, fp32 on the CPU);
+  forward   under autocast (bf16 where the GPU has it, fp16 + GradScaler otherwise, fp32 on the CPU); the
+            model checks its inputs on the first batch only (the collate has checked every batch on the CPU);
   backward  each micro-batch's mean loss weighted by its share of the global batch, so accumulating 4 micro
             batches, or splitting the batch over 2 processes (DistributedDataParallel), gives the same update
             as one large batch;
   update    BertAdam with linear warmup over ``t_total`` = number of updates the data actually produces;
-  evaluate  every epoch, with accuracy / F1 / MCC;
+  evaluate  every epoch, with the metrics function passed in (accuracy / F1 / MCC by default);
   save      model, optimizer, schedule step, scaler and RNG state, written to a temporary file and renamed, so
             an interrupted run keeps its last good checkpoint and a resumed run repeats the loss curve exactly.
 
-The model can be any ``nn.Module`` called as ``model(input_ids=..., token_type_ids=..., attention_mask=...,
-labels=...)`` that returns the loss when ``labels`` are given and the logits otherwise (a tuple whose first
-element is the loss or an object with ``.loss`` / ``.logits``, as transformers returns, also works).
+Any ``nn.Module`` that follows the contract works (a tuple whose first element is the loss, or an object with
+``.loss`` / ``.logits`` as transformers returns, also does).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import random
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from minibert.data import LABEL_KEYS, Feature, collate, encode_examples, feature_length
 from minibert.metrics import classification_metrics
+from minibert.optimization import SCHEDULES, BertAdam, optimizer_grouped_parameters
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingArguments", "TrainState", "TrainResult", "EvalResult", "encode_examples", "pad_collate",
+__all__ = ["TrainingArguments", "TrainState", "TrainResult", "EvalResult", "StopTraining", "encode_examples",
            "length_bucketed_batches", "num_update_steps", "resolve_precision", "build_optimizer", "evaluate",
-           "train", "save_checkpoint", "load_checkpoint", "LivePlot", "TrainingForm", "setup_distributed",
-           "cleanup_distributed", "check_num_update_steps", "check_pad_collate"]
+           "sequence_classification_metrics", "train", "save_checkpoint", "load_checkpoint", "setup_distributed",
+           "cleanup_distributed"]
 
-Feature = Dict[str, Any]  # {"input_ids": [...], "token_type_ids": [...], "label": int (optional)}
 Callback = Callable[[str, "TrainState"], None]  # called as callback(event, state), event in step|evaluate|end
+Collate = Callable[[list[Feature]], dict[str, torch.Tensor]]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Data: features, dynamic padding, length buckets
-
-
-def encode_examples(examples: Sequence[Any], tokenizer: Any, max_seq_length: int = 128,
-                    num_labels: Optional[int] = None) -> List[Feature]:
-    """Tokenize ``InputExample``s into unpadded features ``[CLS] a [SEP] (b [SEP])`` of at most ``max_seq_length``.
-
-    Padding is left to :func:`pad_collate`, per batch. With ``num_labels`` every label must be an int in
-    ``[0, num_labels)``; a mismatch names the example (its guid) so it can be found in the file.
-    """
-    if len(examples) == 0:
-        raise ValueError("no examples to encode: the split is empty; check the file or the subset size")
-    if num_labels is not None:
-        from minibert.datasets import check_labels
-
-        check_labels(list(examples), num_labels)  # names the file and line of a bad label
-    features = []
-    for ex in examples:
-        enc = tokenizer.encode(ex.text_a, ex.text_b, max_length=max_seq_length)
-        feat: Feature = {"input_ids": list(enc["input_ids"]),
-                         "token_type_ids": list(enc.get("token_type_ids") or [0] * len(enc["input_ids"]))}
-        if ex.label is not None:
-            if not isinstance(ex.label, (int, np.integer)) or ex.label < 0:
-                raise ValueError(f"example {ex.guid!r} has label {ex.label!r}; labels must be class indices "
-                                 f"0, 1, ... (map label strings to indices when reading the file)")
-            feat["label"] = int(ex.label)
-        features.append(feat)
-    return features
-
-
-def pad_collate(features: Sequence[Feature], pad_token_id: int = 0,
-                pad_to_multiple_of: Optional[int] = None) -> Dict[str, torch.Tensor]:
-    """Pad a batch to its own longest sequence (not to max_seq_length): the "dynamic padding" that makes
-    short-sentence tasks several times cheaper. Returns input_ids, token_type_ids, attention_mask, (labels)."""
-    longest = max(len(f["input_ids"]) for f in features)
-    if pad_to_multiple_of:  # tensor cores like multiples of 8
-        longest = int(math.ceil(longest / pad_to_multiple_of) * pad_to_multiple_of)
-    ids = torch.full((len(features), longest), pad_token_id, dtype=torch.long)
-    types = torch.zeros((len(features), longest), dtype=torch.long)
-    mask = torch.zeros((len(features), longest), dtype=torch.long)
-    for i, f in enumerate(features):
-        n = len(f["input_ids"])
-        ids[i, :n] = torch.as_tensor(f["input_ids"])
-        types[i, :n] = torch.as_tensor(f.get("token_type_ids", [0] * n))
-        mask[i, :n] = 1
-    batch = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
-    if all("label" in f for f in features):
-        batch["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.long)
-    return batch
+# Batches
 
 
 def length_bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int = 0, epoch: int = 0,
-                            shuffle: bool = True, bucket_batches: int = 50) -> List[List[int]]:
+                            shuffle: bool = True, bucket_batches: int = 50) -> list[list[int]]:
     """Global batches of indices for one epoch: ``ceil(n / batch_size)`` of them, every one full but the last.
 
     Shuffle, cut into buckets of ``bucket_batches`` batches, sort each bucket by length, slice it into batches
@@ -125,8 +90,7 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int =
     return batches
 
 
-def num_update_steps(num_examples: int, train_batch_size: int, num_epochs: int,
-                     max_steps: Optional[int] = None) -> int:
+def num_update_steps(num_examples: int, train_batch_size: int, num_epochs: int, max_steps: int | None = None) -> int:
     """Optimizer updates a run makes: ``ceil(n / batch) * epochs`` (the last, partial batch is an update too;
     the 2019 script's ``int(n / batch) * epochs`` undercounts it), capped by ``max_steps``."""
     steps = math.ceil(num_examples / train_batch_size) * num_epochs
@@ -139,7 +103,7 @@ def num_update_steps(num_examples: int, train_batch_size: int, num_epochs: int,
 
 @dataclass
 class TrainingArguments:
-    """The knobs of a fine-tuning run. Defaults are the BERT paper's MRPC recipe (appendix A.3)."""
+    """The knobs of a run. Defaults are the BERT paper's MRPC recipe (appendix A.3); checked when built."""
 
     learning_rate: float = 2e-5
     num_train_epochs: int = 3
@@ -148,28 +112,56 @@ class TrainingArguments:
     eval_batch_size: int = 64
     warmup_proportion: float = 0.1  # fraction of t_total spent warming the learning rate up from 0
     weight_decay: float = 0.01  # not applied to biases and LayerNorm, as in the paper's code
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  # per-tensor clipping inside BertAdam; <= 0 turns it off
     schedule: str = "warmup_linear"
     precision: str = "auto"  # auto | fp32 | fp16 | bf16; auto = bf16 or fp16 on a GPU, fp32 on the CPU
     seed: int = 42
-    max_steps: Optional[int] = None  # stop after this many updates (t_total is capped to it)
+    max_steps: int | None = None  # stop after this many updates (t_total is capped to it)
     bucket_batches: int = 50  # length-bucket size in batches; 0 = no bucketing (plain shuffle)
     logging_steps: int = 1  # record the loss every N updates
     evaluate_every_epoch: bool = True
-    output_dir: Optional[str] = None  # where checkpoint.pt goes; None = no checkpoints
-    save_steps: Optional[int] = None  # also save every N updates (always at the end of each epoch)
-    device: Optional[str] = None  # None = the GPU if there is one
+    output_dir: str | None = None  # where checkpoint.pt goes; None = no checkpoints
+    save_steps: int | None = None  # also save every N updates (always at the end of each epoch)
+    device: str | None = None  # None = the GPU if there is one
     progress: bool = True  # tqdm bars
-    num_labels: Optional[int] = None  # checked against the data's labels; None = read model.num_labels
+    num_labels: int | None = None  # checked against the data's labels; None = read model.num_labels
+    # [PAD]'s id in the BERT vocabularies; pass tokenizer.pad_token_id for another vocab (the model never sees it:
+    # padded positions have attention_mask 0)
+    pad_token_id: int = 0
 
     def __post_init__(self) -> None:
-        if self.train_batch_size < 1 or self.gradient_accumulation_steps < 1:
-            raise ValueError(f"train_batch_size ({self.train_batch_size}) and gradient_accumulation_steps "
-                             f"({self.gradient_accumulation_steps}) must be >= 1")
-        if self.precision not in ("auto", "fp32", "fp16", "bf16"):
-            raise ValueError(f"precision must be 'auto', 'fp32', 'fp16' or 'bf16', not {self.precision!r}")
+        def whole(name: str, low: int, none_ok: bool = False) -> None:
+            value = getattr(self, name)
+            if value is None and none_ok:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"TrainingArguments.{name} must be an int >= {low}"
+                                 f"{' or None' if none_ok else ''}, got {value!r}")
+
+        whole("num_train_epochs", 1)
+        whole("train_batch_size", 1)
+        whole("gradient_accumulation_steps", 1)
+        whole("eval_batch_size", 1)
+        whole("logging_steps", 1)
+        whole("bucket_batches", 0)
+        whole("pad_token_id", 0)
+        whole("max_steps", 1, none_ok=True)
+        whole("save_steps", 1, none_ok=True)
+        whole("num_labels", 1, none_ok=True)
+        if self.gradient_accumulation_steps > self.train_batch_size:
+            raise ValueError(f"gradient_accumulation_steps={self.gradient_accumulation_steps} splits a batch of "
+                             f"train_batch_size={self.train_batch_size} into more micro-batches than it has "
+                             "examples; use gradient_accumulation_steps <= train_batch_size")
+        if not isinstance(self.learning_rate, (int, float)) or not self.learning_rate >= 0:
+            raise ValueError(f"learning_rate must be a number >= 0, got {self.learning_rate!r} (BERT: 2e-5..5e-5)")
         if not 0 <= self.warmup_proportion < 1:
             raise ValueError(f"warmup_proportion must be in [0, 1), got {self.warmup_proportion}")
+        if not isinstance(self.weight_decay, (int, float)) or not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0 (BERT: 0.01), got {self.weight_decay!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {sorted(k for k in SCHEDULES if k)}, not {self.schedule!r}")
+        if self.precision not in ("auto", "fp32", "fp16", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32', 'fp16' or 'bf16', not {self.precision!r}")
 
 
 @dataclass
@@ -180,28 +172,40 @@ class TrainState:
     global_step: int = 0
     epoch: int = 0  # the epoch in progress (0-based)
     step_in_epoch: int = 0  # updates already done in this epoch
-    log_history: List[Dict[str, float]] = field(default_factory=list)  # {"step", "epoch", "loss", "lr"}
-    eval_history: List[Dict[str, float]] = field(default_factory=list)  # {"step", "epoch", metric...}
-    epoch_times: List[float] = field(default_factory=list)  # seconds of training per finished epoch
+    log_history: list[dict[str, float]] = field(default_factory=list)  # {"step", "epoch", "loss", "lr"}
+    eval_history: list[dict[str, float]] = field(default_factory=list)  # {"step", "epoch", metric...}
+    epoch_times: list[float] = field(default_factory=list)  # seconds of training per finished epoch
+
+
+class StopTraining(Exception):
+    """Raise it from a callback's "step" event to end the run after this update (evaluation and "end" still run)."""
 
 
 @dataclass
 class EvalResult:
-    metrics: Dict[str, float]
-    logits: torch.Tensor  # (n, num_labels), float32, in the order of the features
-    preds: np.ndarray
-    labels: Optional[np.ndarray]
+    """What :func:`evaluate` saw, in the order of the features.
+
+    ``logits``: (n, num_labels) for classification and multiple choice; for other heads one entry per feature
+    (per-token outputs cut to the feature's length; a tuple for heads that return several, e.g. start and end
+    logits). ``labels``: the features' ``label`` values (an array of ints, or one array per feature for
+    per-token labels), None when unlabelled. ``preds``: argmax of the logits where that is the prediction.
+    """
+
+    metrics: dict[str, float]
+    logits: torch.Tensor | list[Any]
+    preds: np.ndarray | list[np.ndarray] | None
+    labels: np.ndarray | list[np.ndarray] | None
 
 
 @dataclass
 class TrainResult:
     state: TrainState
-    eval: Optional[EvalResult]  # the last evaluation
+    eval: EvalResult | None  # the last evaluation
     precision: str
     train_seconds: float
 
     @property
-    def losses(self) -> List[float]:
+    def losses(self) -> list[float]:
         return [r["loss"] for r in self.state.log_history]
 
 
@@ -232,18 +236,12 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
 
 
-def build_optimizer(model: nn.Module, args: TrainingArguments, t_total: int) -> torch.optim.Optimizer:
-    """BertAdam with weight decay on weights only (no decay for bias and LayerNorm, as run_classifier.py)."""
-    from minibert.optimization import BertAdam
-
-    no_decay = ("bias", "LayerNorm.bias", "LayerNorm.weight")
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [{"params": [p for n, p in named if not any(nd in n for nd in no_decay)],
-               "weight_decay": args.weight_decay},
-              {"params": [p for n, p in named if any(nd in n for nd in no_decay)], "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
-    return BertAdam(groups, lr=args.learning_rate, warmup=args.warmup_proportion, t_total=t_total,
-                    schedule=args.schedule, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm)
+def build_optimizer(model: nn.Module, args: TrainingArguments, t_total: int) -> BertAdam:
+    """BertAdam over :func:`~minibert.optimization.optimizer_grouped_parameters` (no decay for bias and
+    LayerNorm, as run_classifier.py), warming up over ``warmup_proportion`` of ``t_total``."""
+    return BertAdam(optimizer_grouped_parameters(model, args.weight_decay), lr=args.learning_rate,
+                    warmup=args.warmup_proportion, t_total=t_total, schedule=args.schedule,
+                    weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm)
 
 
 def _update_lr(optimizer: torch.optim.Optimizer, step: int) -> float:
@@ -256,7 +254,7 @@ def _update_lr(optimizer: torch.optim.Optimizer, step: int) -> float:
     return float(group["lr"])
 
 
-def setup_distributed(backend: Optional[str] = None) -> tuple[int, int]:
+def setup_distributed(backend: str | None = None) -> tuple[int, int]:
     """Join the process group that ``torchrun`` describes in RANK / WORLD_SIZE / LOCAL_RANK (a no-op without
     them). Returns (rank, world_size). On GPUs each process takes ``cuda:LOCAL_RANK``."""
     import torch.distributed as dist
@@ -272,9 +270,12 @@ def setup_distributed(backend: Optional[str] = None) -> tuple[int, int]:
 
 
 def cleanup_distributed() -> None:
+    """Leave the process group in order: wait for every rank (e.g. rank 0 still saving) before destroying it,
+    so no rank tears down a connection another one still uses."""
     import torch.distributed as dist
 
-    if dist.is_initialized():
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
@@ -290,14 +291,14 @@ def _dist_info() -> tuple[int, int]:
 # Checkpoints
 
 
-def _rng_state() -> Dict[str, Any]:
+def _rng_state() -> dict[str, Any]:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: Dict[str, Any]) -> None:
+def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -323,7 +324,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     return path
 
 
-def load_checkpoint(path: str | Path) -> Dict[str, Any]:
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (a folder means its checkpoint.pt)."""
     path = Path(path)
     if path.is_dir():
@@ -341,8 +342,12 @@ def _unwrap(model: nn.Module) -> nn.Module:
         else model
 
 
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
 # ----------------------------------------------------------------------------------------------------------
-# Model outputs
+# Model outputs and the model's own input checks
 
 
 def _loss_of(output: Any) -> torch.Tensor:
@@ -355,54 +360,88 @@ def _loss_of(output: Any) -> torch.Tensor:
     raise TypeError(f"the model returned {type(output).__name__} when given labels; expected the loss tensor")
 
 
-def _logits_of(output: Any) -> torch.Tensor:
+def _outputs_of(output: Any) -> tuple[torch.Tensor, ...]:
+    """The logits a model returns without labels, as a tuple (one tensor for most heads, two for spans)."""
     if isinstance(output, torch.Tensor):
-        return output
+        return (output,)
     if getattr(output, "logits", None) is not None:
-        return output.logits
-    if isinstance(output, (tuple, list)):
-        return output[0]
-    raise TypeError(f"the model returned {type(output).__name__} without labels; expected the logits tensor")
+        return (output.logits,)
+    if getattr(output, "start_logits", None) is not None:
+        return (output.start_logits, output.end_logits)
+    if isinstance(output, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in output):
+        return tuple(output)
+    raise TypeError(f"the model returned {type(output).__name__} without labels; expected the logits tensor(s)")
 
 
-def _to(batch: Dict[str, torch.Tensor], device: torch.device) -> Dict[str, torch.Tensor]:
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def _model_num_labels(model: nn.Module) -> Optional[int]:
+def _config_value(model: nn.Module, name: str) -> int | None:
     m = _unwrap(model)
-    n = getattr(m, "num_labels", None)
+    n = getattr(m, name, None)
     if n is None and getattr(m, "config", None) is not None:
-        n = getattr(m.config, "num_labels", None)
-    return int(n) if isinstance(n, (int, np.integer)) else None
+        n = getattr(m.config, name, None)
+    return int(n) if isinstance(n, (int, np.integer)) and not isinstance(n, bool) else None
 
 
-def _check_labels(features: Sequence[Feature], num_labels: Optional[int], what: str) -> None:
-    if len(features) == 0:
-        raise ValueError(f"the {what} split is empty (0 features); check the file and any subset size")
-    labels = [f["label"] for f in features if "label" in f]
-    if num_labels is None or not labels:
+@contextmanager
+def _model_checks(model: nn.Module, enabled: bool) -> Iterator[None]:
+    """Turn the model's per-forward input and label checks (host syncs) on or off for a while.
+
+    The collate has already checked every batch on the CPU, so after the first batch the model need not check
+    again. Models without the switch (``check_inputs`` on minibert models) are left as they are.
+    """
+    m = _unwrap(model)
+    if not hasattr(m, "check_inputs"):
+        yield
         return
-    bad = [(i, y) for i, y in enumerate(labels) if not 0 <= y < num_labels]
-    if bad:
-        i, y = bad[0]
-        raise ValueError(f"{what} feature {i} has label {y} but the model has num_labels={num_labels}; "
-                         f"build the model with num_labels={max(labels) + 1} (the data's labels are "
-                         f"{sorted(set(labels))})")
+    before = m.check_inputs
+    m.check_inputs = enabled
+    try:
+        yield
+    finally:
+        m.check_inputs = before
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Evaluation
 
 
+def sequence_classification_metrics(result: EvalResult) -> dict[str, float]:
+    """Accuracy, F1, MCC (:func:`~minibert.metrics.classification_metrics`) and the mean cross-entropy of
+    (n, num_labels) logits against integer labels: the default ``metrics_fn`` of :func:`evaluate`."""
+    if not isinstance(result.logits, torch.Tensor) or result.logits.dim() != 2 or result.labels is None \
+            or not isinstance(result.labels, np.ndarray) or result.labels.ndim != 1:
+        raise ValueError("sequence_classification_metrics needs (n, num_labels) logits and one integer label per "
+                         "feature; for other heads pass metrics_fn (e.g. a SQuAD or NER metric from "
+                         "minibert.metrics)")
+    logits = result.logits
+    metrics = dict(classification_metrics(result.preds, result.labels, num_labels=logits.shape[-1]))
+    metrics["loss"] = nn.functional.cross_entropy(logits, torch.as_tensor(result.labels)).item()
+    return metrics
+
+
+def _feature_labels(features: Sequence[Feature]) -> np.ndarray | list[np.ndarray] | None:
+    key = "label" if "label" in features[0] else "labels" if "labels" in features[0] else None
+    if key is None or not all(key in f for f in features):
+        return None
+    values = [f[key] for f in features]
+    if all(np.ndim(v) == 0 for v in values):
+        return np.asarray([v.item() if isinstance(v, torch.Tensor) else v for v in values])
+    return [np.asarray(v) for v in values]
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, features: Sequence[Feature], batch_size: int = 64,
-             device: Optional[torch.device | str] = None, precision: str = "fp32",
-             metrics_fn: Callable[..., Dict[str, float]] = classification_metrics,
-             progress: bool = False) -> EvalResult:
-    """Logits, predictions and metrics (accuracy, F1, MCC and the mean loss) on ``features``, in their order.
+             device: torch.device | str | None = None, precision: str = "fp32",
+             metrics_fn: Callable[[EvalResult], dict[str, float]] | None = sequence_classification_metrics,
+             progress: bool = False, collate_fn: Collate | None = None) -> EvalResult:
+    """Run ``model`` without labels over ``features`` and score its logits with ``metrics_fn(result)``.
 
-    Batches are formed from length-sorted features so padding stays small; results are put back in order.
+    Batches are formed from length-sorted features so padding stays small; the logits are put back in feature
+    order (see :class:`EvalResult`). ``collate_fn`` defaults to :func:`minibert.data.collate` with pad id 0.
+    ``metrics_fn=None`` skips scoring (e.g. SQuAD, whose answers need post-processing first).
     """
     from tqdm.auto import tqdm
 
@@ -410,46 +449,62 @@ def evaluate(model: nn.Module, features: Sequence[Feature], batch_size: int = 64
         raise ValueError("cannot evaluate on 0 features: the evaluation split is empty")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     precision = resolve_precision(precision, device)
+    collate_fn = collate_fn or functools.partial(collate, pad_token_id=TrainingArguments.pad_token_id)
     was_training = model.training
     model.eval()
-    order = np.argsort([-len(f["input_ids"]) for f in features], kind="stable")
-    logits = [None] * len(features)
-    loss_sum, n_loss = 0.0, 0
+    order = np.argsort([-feature_length(f) for f in features], kind="stable")
+    rows: list[Any] = [None] * len(features)
     for i in tqdm(range(0, len(order), batch_size), desc="eval", disable=not progress, leave=False):
         idx = order[i:i + batch_size]
-        batch = _to(pad_collate([features[j] for j in idx]), device)
-        labels = batch.pop("labels", None)
+        batch = collate_fn([features[j] for j in idx])
+        for key in LABEL_KEYS:
+            batch.pop(key, None)
+        token_level = batch["input_ids"].dim() == 2  # not multiple choice: a dim of size seq is per token
+        seq = batch["input_ids"].shape[-1]
         with _autocast(device, precision):
-            out = _logits_of(model(**batch)).float()
-        if labels is not None and out.dim() == 2:
-            loss_sum += nn.functional.cross_entropy(out, labels, reduction="sum").item()
-            n_loss += len(idx)
-        for j, row in zip(idx, out.cpu()):
-            logits[j] = row
+            outputs = [t.float().cpu() for t in _outputs_of(model(**_to(batch, device)))]
+        for r, j in enumerate(idx):
+            n = feature_length(features[j])
+            per = tuple(t[r, :n] if token_level and t.dim() >= 2 and t.shape[1] == seq else t[r] for t in outputs)
+            rows[j] = per[0] if len(per) == 1 else per
     model.train(was_training)
-    logits_t = torch.stack(logits)
-    preds = logits_t.argmax(-1).numpy()
-    labels = np.array([f["label"] for f in features]) if all("label" in f for f in features) else None
-    metrics: Dict[str, float] = {}
-    if labels is not None:
-        metrics = dict(metrics_fn(preds, labels, num_labels=logits_t.shape[-1]))
-        metrics["loss"] = loss_sum / max(n_loss, 1)
-    return EvalResult(metrics, logits_t, preds, labels)
+    logits: torch.Tensor | list[Any] = rows
+    preds = None
+    if all(isinstance(r, torch.Tensor) for r in rows):
+        if len({r.shape for r in rows}) == 1:
+            logits = torch.stack(rows)
+            preds = logits.argmax(-1).numpy()
+        else:
+            preds = [r.argmax(-1).numpy() for r in rows]
+    result = EvalResult({}, logits, preds, _feature_labels(features))
+    if metrics_fn is not None and result.labels is not None:
+        result.metrics = dict(metrics_fn(result))
+    return result
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Training
 
 
-def _micro_batches(batch: List[int], parts: int) -> List[List[int]]:
+def _micro_batches(batch: list[int], parts: int) -> list[list[int]]:
     return [p.tolist() for p in np.array_split(np.asarray(batch, dtype=np.int64), parts)]
 
 
-def train(model: nn.Module, train_features: Sequence[Feature], args: Optional[TrainingArguments] = None,
-          eval_features: Optional[Sequence[Feature]] = None, callbacks: Iterable[Callback] = (),
-          resume_from: Optional[str | Path] = None,
-          metrics_fn: Callable[..., Dict[str, float]] = classification_metrics) -> TrainResult:
-    """Fine-tune ``model`` on ``train_features`` (from :func:`encode_examples`), evaluating every epoch.
+def train(model: nn.Module, train_features: Sequence[Feature], args: TrainingArguments | None = None,
+          eval_features: Sequence[Feature] | None = None, *, collate_fn: Collate | None = None,
+          metrics_fn: Callable[[EvalResult], dict[str, float]] | None = sequence_classification_metrics,
+          optimizer: torch.optim.Optimizer | None = None, callbacks: Iterable[Callback] = (),
+          resume_from: str | Path | None = None) -> TrainResult:
+    """Train ``model`` on ``train_features`` by its own loss, evaluating on ``eval_features`` every epoch.
+
+    - ``train_features``: encoded examples (dicts, see :mod:`minibert.data`), e.g. from ``encode_examples``.
+    - ``collate_fn(features) -> batch``: builds the batch dict given to ``model(**batch)``. Default:
+      :func:`minibert.data.collate` with ``args.pad_token_id``, checking ids against the model's vocab_size and
+      labels against its num_labels. Pre-training passes a ``PretrainingCollator`` (collate + masking).
+    - ``metrics_fn(EvalResult) -> dict``: scores the evaluation (default: accuracy, F1, MCC, loss).
+    - ``optimizer``: default BertAdam from ``args`` (:func:`build_optimizer`); pass one to use your own.
+    - ``callbacks``: ``callback(event, state)`` after every update ("step"; raise :class:`StopTraining` to end
+      early), evaluation ("evaluate") and at the end ("end").
 
     Under ``torchrun`` call :func:`setup_distributed` first: the model is wrapped in DistributedDataParallel
     and each process trains on its share of every global batch. ``resume_from`` (a checkpoint file or an
@@ -460,20 +515,24 @@ def train(model: nn.Module, train_features: Sequence[Feature], args: Optional[Tr
     args = args or TrainingArguments()
     callbacks = list(callbacks)
     rank, world = _dist_info()
+    if len(train_features) == 0:
+        raise ValueError("the training split is empty (0 features); check the file and any subset size")
+    if eval_features is not None and len(eval_features) == 0:
+        raise ValueError("the evaluation split is empty (0 features); check the file and any subset size")
     device = torch.device(args.device) if args.device else (
         torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu"))
     precision = resolve_precision(args.precision, device)
-    num_labels = args.num_labels if args.num_labels is not None else _model_num_labels(model)
-    _check_labels(train_features, num_labels, "training")
-    if eval_features is not None:
-        _check_labels(eval_features, num_labels, "evaluation")
+    if collate_fn is None:
+        num_labels = args.num_labels if args.num_labels is not None else _config_value(model, "num_labels")
+        collate_fn = functools.partial(collate, pad_token_id=args.pad_token_id, vocab_size=_config_value(
+            model, "vocab_size"), num_labels=num_labels, pad_to_multiple_of=8 if device.type == "cuda" else None)
 
     model.to(device)
     model.train()
-    lengths = [len(f["input_ids"]) for f in train_features]
+    lengths = [feature_length(f) for f in train_features]
     batches_per_epoch = math.ceil(len(train_features) / args.train_batch_size)
     t_total = num_update_steps(len(train_features), args.train_batch_size, args.num_train_epochs, args.max_steps)
-    optimizer = build_optimizer(model, args, t_total)
+    optimizer = optimizer if optimizer is not None else build_optimizer(model, args, t_total)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     state = TrainState(t_total=t_total)
 
@@ -492,7 +551,6 @@ def train(model: nn.Module, train_features: Sequence[Feature], args: Optional[Tr
         from minibert.runtime import set_seed
 
         set_seed(args.seed)
-        np.random.seed(args.seed)
 
     ddp = model
     if world > 1:
@@ -500,15 +558,20 @@ def train(model: nn.Module, train_features: Sequence[Feature], args: Optional[Tr
                                                   else None)
     parts = world * args.gradient_accumulation_steps
     ckpt_path = Path(args.output_dir) / CHECKPOINT_NAME if args.output_dir else None
-    last_eval: Optional[EvalResult] = None
-    collate = lambda feats: pad_collate(feats, pad_to_multiple_of=8 if device.type == "cuda" else None)  # noqa
+    last_eval: EvalResult | None = None
 
     def emit(event: str) -> None:
         for cb in callbacks:
             cb(event, state)
 
+    def run_eval() -> EvalResult:
+        return evaluate(model, eval_features, args.eval_batch_size, device, precision, metrics_fn,
+                        collate_fn=collate_fn)
+
     start = time.perf_counter()
-    while state.epoch < args.num_train_epochs and state.global_step < t_total:
+    checked = False  # the model checks its inputs on the first forward only
+    stop = False
+    while state.epoch < args.num_train_epochs and state.global_step < t_total and not stop:
         batches = length_bucketed_batches(lengths, args.train_batch_size, args.seed, state.epoch,
                                           bucket_batches=args.bucket_batches)
         epoch_start = time.perf_counter()
@@ -522,12 +585,13 @@ def train(model: nn.Module, train_features: Sequence[Feature], args: Optional[Tr
                 # Weight = this micro-batch's share of the global batch; times `world` because DDP averages
                 # gradients over processes. An empty share (tiny last batch) still runs, with weight 0.
                 weight = len(idx) * world / len(batch)
-                feats = [train_features[i] for i in (idx or batch[:1])]
+                inputs = _to(collate_fn([train_features[i] for i in (idx or batch[:1])]), device)
                 sync = k == args.gradient_accumulation_steps - 1
-                with (ddp.no_sync() if world > 1 and not sync else nullcontext()):
+                with (ddp.no_sync() if world > 1 and not sync else nullcontext()), _model_checks(model, not checked):
                     with _autocast(device, precision):
-                        loss = _loss_of(ddp(**_to(collate(feats), device)))
+                        loss = _loss_of(ddp(**inputs))
                     scaler.scale(loss.float() * weight).backward()
+                checked = True
                 batch_loss += loss.detach().float() * weight
             if world > 1:
                 torch.distributed.all_reduce(batch_loss)
@@ -544,8 +608,12 @@ def train(model: nn.Module, train_features: Sequence[Feature], args: Optional[Tr
                                           "epoch": state.epoch + state.step_in_epoch / batches_per_epoch,
                                           "loss": loss_value, "lr": _update_lr(optimizer, state.global_step)})
                 bar.set_postfix(loss=f"{loss_value:.4f}")
-            emit("step")
-            done = state.global_step >= t_total
+            try:
+                emit("step")
+            except StopTraining as reason:
+                logger.info("stopped at update %d of %d: %s", state.global_step, t_total, reason)
+                stop = True
+            done = stop or state.global_step >= t_total
             if ckpt_path and args.save_steps and state.global_step % args.save_steps == 0 and rank == 0 \
                     and state.step_in_epoch < batches_per_epoch and not done:
                 save_checkpoint(ckpt_path, model, optimizer, scaler, state, args)
@@ -554,15 +622,16 @@ def train(model: nn.Module, train_features: Sequence[Feature], args: Optional[Tr
         bar.close()
         state.epoch_times.append(time.perf_counter() - epoch_start)
         if eval_features is not None and args.evaluate_every_epoch:
-            last_eval = evaluate(model, eval_features, args.eval_batch_size, device, precision, metrics_fn)
+            last_eval = run_eval()
             state.eval_history.append({"step": state.global_step, "epoch": state.epoch + 1, **last_eval.metrics})
             logger.info("epoch %d: %s", state.epoch + 1, last_eval.metrics)
             emit("evaluate")
-        state.epoch += 1
-        state.step_in_epoch = 0
+        if not stop:
+            state.epoch += 1
+            state.step_in_epoch = 0
         if ckpt_path and rank == 0:
             save_checkpoint(ckpt_path, model, optimizer, scaler, state, args)
     if eval_features is not None and last_eval is None:
-        last_eval = evaluate(model, eval_features, args.eval_batch_size, device, precision, metrics_fn)
+        last_eval = run_eval()
     emit("end")
     return TrainResult(state, last_eval, precision, time.perf_counter() - start)

@@ -102,7 +102,7 @@ def _batch(dataset, n, collator):
 
 
 def test_masking_proportions_on_real_text(dataset, tok):
-    col = P.PretrainingCollator(tok.vocab, max_predictions_per_seq=1000, seed=0)
+    col = P.PretrainingCollator(tok, max_predictions_per_seq=1000, seed=0)
     mask_id = tok.vocab["[MASK]"]
     targets = kept = masked = random_ = cand = 0
     expected = 0
@@ -127,7 +127,7 @@ def test_masking_proportions_on_real_text(dataset, tok):
 
 
 def test_special_tokens_and_padding_never_targets(dataset, tok):
-    col = P.PretrainingCollator(tok.vocab, max_predictions_per_seq=200, masked_lm_prob=0.9, seed=1)
+    col = P.PretrainingCollator(tok, max_predictions_per_seq=200, masked_lm_prob=0.9, seed=1)
     items = [dataset[i] for i in range(300)]
     b = col(items)
     orig = torch.nn.utils.rnn.pad_sequence([it["input_ids"] for it in items], batch_first=True)
@@ -142,19 +142,19 @@ def test_special_tokens_and_padding_never_targets(dataset, tok):
 
 
 def test_max_predictions_per_seq(dataset, tok):
-    b = _batch(dataset, 200, P.PretrainingCollator(tok.vocab, max_predictions_per_seq=5, seed=0))
+    b = _batch(dataset, 200, P.PretrainingCollator(tok, max_predictions_per_seq=5, seed=0))
     per_row = (b["masked_lm_labels"] != -100).sum(1)
     assert per_row.max().item() == 5 and per_row.min().item() >= 1
 
 
 def test_same_seed_same_batch_and_fresh_masks_each_call(dataset, tok):
-    c1, c2 = (P.PretrainingCollator(tok.vocab, seed=42) for _ in range(2))
+    c1, c2 = (P.PretrainingCollator(tok, seed=42) for _ in range(2))
     b1, b2 = _batch(dataset, 64, c1), _batch(dataset, 64, c2)
     for k in b1:
         assert torch.equal(b1[k], b2[k]), k
     again = _batch(dataset, 64, c1)  # dynamic masking: a new call draws new masks
     assert not torch.equal(again["masked_lm_labels"], b1["masked_lm_labels"])
-    other = _batch(dataset, 64, P.PretrainingCollator(tok.vocab, seed=43))
+    other = _batch(dataset, 64, P.PretrainingCollator(tok, seed=43))
     assert not torch.equal(other["input_ids"], b1["input_ids"])
     fixed = P.fixed_batches(P.PretrainingDataset(dataset.instances[:70], tok), c1, 32, seed=5)
     fixed2 = P.fixed_batches(P.PretrainingDataset(dataset.instances[:70], tok), c2, 32, seed=5)
@@ -163,7 +163,7 @@ def test_same_seed_same_batch_and_fresh_masks_each_call(dataset, tok):
 
 
 def test_whole_word_masking_masks_whole_words(dataset, tok):
-    col = P.PretrainingCollator(tok.vocab, whole_word_mask=True, max_predictions_per_seq=20, seed=0)
+    col = P.PretrainingCollator(tok, whole_word_mask=True, max_predictions_per_seq=20, seed=0)
     items = [dataset[i] for i in range(400)]
     b = col(items)
     t = b["masked_lm_labels"] != -100
@@ -200,12 +200,12 @@ def test_check_masking_accepts_ours_and_names_mistakes():
 def test_errors_name_the_fix(docs, tok):
     with pytest.raises(ValueError, match="max_seq_length=4 leaves no room"):
         P.create_training_instances(docs, max_seq_length=4)
-    with pytest.raises(ValueError, match=r"vocab has no \[MASK\] token"):
+    with pytest.raises(TypeError, match="pass tok, not tok.vocab"):
         P.PretrainingCollator({"[PAD]": 0, "[CLS]": 1, "[SEP]": 2})
 
 
 def test_losses_metrics_and_unigram_baseline(dataset, tok):
-    col = P.PretrainingCollator(tok.vocab, seed=0)
+    col = P.PretrainingCollator(tok, seed=0)
     batches = P.fixed_batches(P.PretrainingDataset(dataset.instances[:64], tok), col, 32)
     base = P.unigram_baseline(dataset, batches, tok.vocab)
     labels = torch.cat([b["masked_lm_labels"].reshape(-1) for b in batches])
@@ -230,7 +230,7 @@ def test_pretrain_loop_learns_a_fixed_batch(dataset, tok):
                      intermediate_size=64, max_position_embeddings=128)
     model = BertForPreTraining(cfg)
     small = P.PretrainingDataset(dataset.instances[:16], tok)
-    col = P.PretrainingCollator(tok.vocab, seed=0)
+    col = P.PretrainingCollator(tok, seed=0)
     ev = P.fixed_batches(small, col, 16)
     before = P.evaluate_pretraining(model, ev)
     opt = BertAdam(model.parameters(), lr=3e-3, warmup=0.1, t_total=40, weight_decay=0.0)
@@ -242,3 +242,40 @@ def test_pretrain_loop_learns_a_fixed_batch(dataset, tok):
     after = hist.evals[-1][1]
     assert after["mlm_loss"] < before["mlm_loss"] - 1.0
     assert after["perplexity"] == pytest.approx(math.exp(after["mlm_loss"]))
+
+
+def test_held_out_metrics_read_off_the_heads_equal_the_full_scores(dataset, tok):
+    """evaluate_pretraining lets the model compute its loss (scores at masked positions only) and reads the
+    metrics off its heads: they must equal what the full (batch, seq, vocab) scores give."""
+    from minibert import BertConfig, BertForPreTraining
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tok.vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    model = BertForPreTraining(cfg).eval()
+    batches = P.fixed_batches(P.PretrainingDataset(dataset.instances[:20], tok), P.PretrainingCollator(tok), 8)
+    got = P.evaluate_pretraining(model, batches)
+    scores, nsp, labels, next_labels = [], [], [], []
+    with torch.no_grad():
+        for b in batches:
+            s, n = model(b["input_ids"], b["token_type_ids"], b["attention_mask"])  # no labels: full scores
+            scores.append(s[b["masked_lm_labels"] != -100])
+            labels.append(b["masked_lm_labels"][b["masked_lm_labels"] != -100])
+            nsp.append(n)
+            next_labels.append(b["next_sentence_label"])
+    want = P.pretraining_losses(torch.cat(scores), torch.cat(nsp), torch.cat(labels), torch.cat(next_labels))
+    assert got["masked_tokens"] == want["mlm_count"].item() > 100
+    # fp32 cross-entropy over a 30522-word vocab, summed per batch in another order: ~1e-6 relative
+    assert got["mlm_loss"] == pytest.approx(want["mlm_loss"].item(), rel=1e-5)
+    assert got["nsp_loss"] == pytest.approx(want["nsp_loss"].item(), rel=1e-5)
+    assert got["mlm_accuracy"] == want["mlm_correct"].item() / want["mlm_count"].item()
+    assert got["nsp_accuracy"] == want["nsp_correct"].item() / 20
+
+
+def test_read_book_documents_uses_the_corpus_sentence_splitter():
+    from minibert.assets import gutenberg_documents
+    docs = P.read_book_documents(data_path("gutenberg", "shakespeare-hamlet.txt"), sentences_per_document=30)
+    assert len(docs) > 50 and all(len(d) == 30 for d in docs[:-1])
+    assert not docs[0][0].startswith("[")  # the NLTK title line is dropped
+    emma = P.read_book_documents(data_path("gutenberg", "austen-emma.txt"), sentences_per_document=10 ** 6)
+    text = data_path("gutenberg", "austen-emma.txt").read_text(encoding="utf-8")
+    assert emma[0] == [s for doc in gutenberg_documents(text) for s in doc]  # same sentences as the corpus

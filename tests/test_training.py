@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from minibert.course import checks, widgets
-from minibert.datasets import InputExample
 from minibert.metrics import accuracy, classification_metrics, confusion_matrix, f1_score, matthews_corrcoef
-from minibert.training import (TrainingArguments, encode_examples, evaluate, length_bucketed_batches,
-                               load_checkpoint, num_update_steps, pad_collate, resolve_precision, train)
+from minibert.data import collate, encode_examples
+from minibert.training import (StopTraining, TrainingArguments, evaluate, length_bucketed_batches, load_checkpoint,
+                               num_update_steps, resolve_precision, train)
 
 
 class TinyClassifier(nn.Module):
@@ -107,18 +107,6 @@ def test_length_bucketed_batches_cover_everything_once_and_pad_less():
     plain = length_bucketed_batches(lengths, 16, seed=0, epoch=0, bucket_batches=0)
     padded = lambda bs: sum(len(b) * max(lengths[i] for i in b) for b in bs)  # noqa: E731
     assert padded(batches) < 0.75 * padded(plain)
-
-
-def test_pad_collate_pads_to_the_longest_in_the_batch():
-    feats = [{"input_ids": [101, 5, 102], "token_type_ids": [0, 0, 0], "label": 1},
-             {"input_ids": [101, 7, 8, 9, 102], "token_type_ids": [0, 0, 0, 1, 1], "label": 0}]
-    b = pad_collate(feats)
-    assert b["input_ids"].tolist() == [[101, 5, 102, 0, 0], [101, 7, 8, 9, 102]]
-    assert b["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
-    assert b["token_type_ids"].tolist() == [[0, 0, 0, 0, 0], [0, 0, 0, 1, 1]]
-    assert b["labels"].tolist() == [1, 0]
-    assert pad_collate(feats, pad_to_multiple_of=8)["input_ids"].shape == (2, 8)
-    assert "labels" not in pad_collate([{"input_ids": [1, 2]}])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -229,6 +217,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, out_file: str, accum: int
         res = train(model, make_features(44), quick_args(gradient_accumulation_steps=accum))
         if rank == 0:
             torch.save({"params": model.state_dict(), "losses": res.losses}, out_file)
+        dist.barrier()  # rank 1 waits for rank 0's save before the group goes away
     finally:
         dist.destroy_process_group()
 
@@ -269,7 +258,7 @@ def test_evaluate_keeps_the_order_and_the_metrics_match():
     res = evaluate(model, feats, batch_size=7)
     with torch.no_grad():
         for i in (0, 13, 29):
-            one = model(**{k: v for k, v in pad_collate([feats[i]]).items() if k != "labels"})
+            one = model(**{k: v for k, v in collate([feats[i]], pad_token_id=0).items() if k != "labels"})
             torch.testing.assert_close(res.logits[i], one[0], rtol=1e-5, atol=1e-6)
     labels = [f["label"] for f in feats]
     assert res.metrics["accuracy"] == accuracy(res.preds, labels)
@@ -296,12 +285,13 @@ def test_training_learns_and_evaluates_every_epoch():
 
 def test_num_labels_that_do_not_match_the_data_are_an_error():
     feats = make_features(20)
-    feats[5] = dict(feats[5], label=2)
-    with pytest.raises(ValueError, match="training feature 5 has label 2 but the model has num_labels=2; "
-                                         "build the model with num_labels=3"):
+    feats[5] = dict(feats[5], label=2, guid="train-5")
+    with pytest.raises(ValueError, match=r"example 'train-5' \(batch row \d+\): labels contain 2; expected class "
+                                         r"ids in \[0, 2\) .*build the model with num_labels=3"):
         train(fresh_model(), feats, quick_args())
-    with pytest.raises(ValueError, match="evaluation feature 5 has label 2"):
-        train(fresh_model(), make_features(20), quick_args(), eval_features=feats)
+    with pytest.raises(ValueError, match="example 'train-5' .*labels contain 2"):
+        train(fresh_model(), [dict(f, guid=f"t{i}") for i, f in enumerate(make_features(20))], quick_args(),
+              eval_features=[dict(f, guid=f"train-{i}") for i, f in enumerate(feats)])
 
 
 def test_empty_splits_are_an_error():
@@ -309,23 +299,29 @@ def test_empty_splits_are_an_error():
         train(fresh_model(), [], quick_args())
     with pytest.raises(ValueError, match="evaluation split is empty"):
         evaluate(fresh_model(), [])
-    with pytest.raises(ValueError, match="no examples to encode"):
-        encode_examples([], tokenizer=None)
 
 
-class _FakeTokenizer:
-    def encode(self, a, b=None, max_length=None):
-        ids = [101] + [len(w) for w in a.split()] + [102]
-        return {"input_ids": ids, "token_type_ids": [0] * len(ids)}
+def test_training_arguments_are_checked_like_bert_config():
+    with pytest.raises(ValueError, match="logging_steps must be an int >= 1, got 0"):
+        TrainingArguments(logging_steps=0)
+    with pytest.raises(ValueError, match="num_train_epochs must be an int >= 1, got 0"):
+        TrainingArguments(num_train_epochs=0)
+    with pytest.raises(ValueError, match="max_steps must be an int >= 1 or None, got 0"):
+        TrainingArguments(max_steps=0)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        TrainingArguments(schedule="linear")
+    with pytest.raises(ValueError, match="gradient_accumulation_steps=16 splits a batch of train_batch_size=8"):
+        TrainingArguments(train_batch_size=8, gradient_accumulation_steps=16)
 
 
-def test_encode_examples_checks_labels():
-    ok = encode_examples([InputExample("train-3", "a bb", None, 1)], _FakeTokenizer(), num_labels=2)
-    assert ok == [{"input_ids": [101, 1, 2, 102], "token_type_ids": [0, 0, 0, 0], "label": 1}]
-    with pytest.raises(ValueError, match="example 'train-7': label 3 is outside \\[0, 2\\) .*num_labels=4"):
-        encode_examples([InputExample("train-7", "a", None, 3)], _FakeTokenizer(), num_labels=2)
-    with pytest.raises(ValueError, match="example 'train-8' has label '1'; labels must be class indices"):
-        encode_examples([InputExample("train-8", "a", None, "1")], _FakeTokenizer())
+def test_a_callback_can_stop_the_run():
+    def stop_at_4(event, state):
+        if event == "step" and state.global_step == 4:
+            raise StopTraining("budget spent")
+
+    res = train(fresh_model(), make_features(44), quick_args(), eval_features=make_features(8, seed=3),
+                callbacks=[stop_at_4])
+    assert res.state.global_step == 4 and len(res.losses) == 4 and res.eval is not None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -358,8 +354,8 @@ def test_real_bert_classifier_accumulates_exactly_and_evaluates_real_mrpc():
 
     tok = BertTokenizer.from_pretrained(checkpoint_path())
     feats = encode_examples(read_mrpc("dev")[:24], tok, 48, num_labels=2)
-    assert all(f["input_ids"][0] == 101 and f["input_ids"][-1] == 102 and len(f["input_ids"]) <= 48
-               for f in feats)
+    assert all(f["input_ids"][0] == tok.cls_token_id and f["input_ids"][-1] == tok.sep_token_id
+               and len(f["input_ids"]) <= 48 for f in feats)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
                      max_position_embeddings=64)
@@ -371,7 +367,8 @@ def test_real_bert_classifier_accumulates_exactly_and_evaluates_real_mrpc():
         models.append(m)
     for k, v in models[0].state_dict().items():
         torch.testing.assert_close(models[1].state_dict()[k], v, rtol=1e-5, atol=1e-6, msg=k)
-    with pytest.raises(ValueError, match="num_labels=2; build the model with num_labels=3"):
+    with pytest.raises(ValueError, match=r"example 'dev-[0-9-]+' .*labels contain 2; expected class ids in \[0, 2\) "
+                                         r".*build the model with num_labels=3"):
         train(models[0], [dict(f, label=i % 3) for i, f in enumerate(feats)], quick_args())
 
 
@@ -379,10 +376,10 @@ def test_exercise_checks_catch_the_classic_mistakes():
     checks.check_num_update_steps(lambda n, b, e: math.ceil(n / b) * e)
     with pytest.raises(AssertionError, match=r"fn\(10, 4, 1\) returned 2, expected 3"):
         checks.check_num_update_steps(lambda n, b, e: int(n / b) * e)
-    checks.check_pad_collate(pad_collate)
+    checks.check_pad_collate(lambda feats: collate(feats, pad_token_id=0))
 
     def fixed_length(feats):  # pads to a fixed 8 instead of the batch's longest
-        return pad_collate(feats, pad_to_multiple_of=8)
+        return collate(feats, pad_token_id=0, pad_to_multiple_of=8)
 
     with pytest.raises(AssertionError, match="input_ids has shape \\(2, 8\\), expected \\(2, 5\\)"):
         checks.check_pad_collate(fixed_length)
@@ -424,9 +421,11 @@ def test_torchrun_with_setup_distributed_matches_one_process(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
-        _, err = proc.communicate(timeout=120)
+        out_text, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)  # torchrun and its workers: they share the new session's process group
         raise
-    assert proc.returncode == 0, err[-2000:]
+    # the whole output of every rank: the cause of a failure is often far above the last lines
+    assert proc.returncode == 0, (f"torchrun exited with {proc.returncode}\n--- stdout ---\n{out_text}\n"
+                                  f"--- stderr ---\n{err}")
     assert_same_as_one_process(out)

@@ -21,7 +21,8 @@ from minibert.modeling import BertConfig, BertModel, explicit_attention, extende
 from minibert.optimization import BertAdam
 from minibert.pretraining import IGNORE_INDEX
 from minibert.tokenization import BasicTokenizer, WordpieceTokenizer, load_vocab
-from minibert.training import num_update_steps, pad_collate
+from minibert.data import Feature, collate
+from minibert.training import num_update_steps
 from minibert.viz import BatchAttention, head_statistics
 
 
@@ -350,8 +351,8 @@ def check_num_update_steps(fn: Callable[[int, int, int], int]) -> None:
 
 
 def check_pad_collate(fn: Callable[[Sequence[Feature]], dict[str, torch.Tensor]]) -> None:
-    """Check a learner's dynamic-padding collate against :func:`pad_collate`; raise AssertionError naming the
-    first wrong key or value."""
+    """Check a learner's dynamic-padding collate against :func:`minibert.data.collate`; raise AssertionError
+    naming the first wrong key or value."""
     cases = [("two sentences of different lengths", [
                  {"input_ids": [101, 7, 102], "token_type_ids": [0, 0, 0], "label": 1},
                  {"input_ids": [101, 8, 9, 10, 102], "token_type_ids": [0, 0, 0, 1, 1], "label": 0}]),
@@ -360,7 +361,7 @@ def check_pad_collate(fn: Callable[[Sequence[Feature]], dict[str, torch.Tensor]]
              ("equal lengths: no padding column", [{"input_ids": [101, 5, 102], "token_type_ids": [0, 0, 0],
                                                     "label": 1}] * 3)]
     for what, feats in cases:
-        want = pad_collate(feats)
+        want = collate(feats, pad_token_id=0)  # the cases use bert-base-uncased's ids: [PAD] = 0
         try:
             got = fn(feats)
         except Exception as exc:
