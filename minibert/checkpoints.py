@@ -8,10 +8,14 @@ or ``pytorch_model.bin``. Names differ a little between sources, and we accept t
 - the ``embeddings.position_ids`` buffer some files carry (positions are recomputed, so it is dropped);
 - ``cls.predictions.decoder.weight`` (a copy of the tied word embeddings) and ``decoder.bias``.
 
-Heads that the file lacks (a classifier on top of a pre-trained encoder, or the pooler after MLM-only
-pre-training) are initialized fresh and listed in
-a log line, as the 2019 library did. Weights of the encoder that are missing, keys nobody knows, and
-shapes that differ raise (or only warn with ``strict=False``), naming the key and both shapes.
+Heads that the file lacks (a classifier on top of a pre-trained encoder, the MLM head of a sentence-embedding
+checkpoint, or the pooler after MLM-only pre-training) are initialized fresh, and a WARNING names each one and
+says it starts from random values and must be trained. Weights of the encoder that are missing, keys nobody
+knows, and shapes that differ raise (or only warn with ``strict=False``), naming the key and both shapes.
+
+This module knows the config (one layer below) and files, not the model classes (one layer above): a model
+tells it its heads through ``checkpoint_heads`` (prefix -> name) and every model class's heads through
+``known_checkpoint_heads``; ``BertPreTrainedModel.from_pretrained`` is built from the functions here.
 """
 from __future__ import annotations
 
@@ -19,29 +23,34 @@ import json
 import logging
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .modeling import BertConfig, BertPreTrainedModel
+from minibert.assets import checkpoint_path
+from minibert.config import BertConfig
 
 logger = logging.getLogger(__name__)
 
 CONFIG_NAMES = ("config.json", "bert_config.json")
 WEIGHTS_NAMES = ("model.safetensors", "pytorch_model.bin")
 BASE_PARTS = ("embeddings.", "encoder.", "pooler.")  # keys of the bare encoder
-HEAD_PARTS = ("cls.", "classifier.", "qa_outputs.")  # keys of task heads, used by some models, not others
 BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
-TIED_COPIES = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
+# transformers writes the MLM output bias twice (decoder.bias, tied to predictions.bias) and the decoder weight,
+# a copy of the word embeddings
+MLM_DECODER_WEIGHT, MLM_DECODER_BIAS, MLM_BIAS = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias",
+                                                   "cls.predictions.bias")
 
 
-def _resolve_folder(name_or_path: str | os.PathLike | None) -> Path:
+def resolve_folder(name_or_path: str | os.PathLike | None) -> Path:
+    """A checkpoint folder: the path itself when it is a folder, else the packaged (None) or hub checkpoint."""
     path = Path(name_or_path).expanduser() if name_or_path is not None else None
     if path is not None and path.is_dir():
         return path
-    from .assets import checkpoint_path
     return Path(checkpoint_path(name_or_path))
 
 
@@ -53,6 +62,11 @@ def _find(folder: Path, names: tuple[str, ...], what: str) -> Path:
                             f"needs one of each of {CONFIG_NAMES} and {WEIGHTS_NAMES}")
 
 
+def find_weights(folder: str | os.PathLike) -> Path:
+    """The weights file of a checkpoint folder (``model.safetensors`` preferred over ``pytorch_model.bin``)."""
+    return _find(Path(folder), WEIGHTS_NAMES, "weights file")
+
+
 def read_config(folder: str | os.PathLike) -> tuple[BertConfig, dict[str, Any]]:
     """The BertConfig of a checkpoint folder, and the raw JSON (for keys such as ``id2label``)."""
     path = _find(Path(folder), CONFIG_NAMES, "config")
@@ -61,11 +75,32 @@ def read_config(folder: str | os.PathLike) -> tuple[BertConfig, dict[str, Any]]:
     return BertConfig.from_dict(raw), raw
 
 
+def torch_load(path: Path, expected: str, if_unsafe: str, if_corrupt: str) -> Any:
+    """``torch.load(path, weights_only=True)``: no code in the file runs. A pickle that holds more than tensors
+    and plain data is refused as unsafe (``if_unsafe`` says what to do); a truncated or damaged file is called
+    that, with ``expected`` and ``if_corrupt``, and never sent to the unsafe loader, which could not repair it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported (global: GLOBAL \S+|operand \S+|class \S+)", str(err))
+        if found:  # weights_only met an object it will not build: building it could run code
+            raise ValueError(f"refusing to load {path}: it is a pickle that holds more than tensors and plain data "
+                             f"({found.group(0)}), and unpickling it could run arbitrary code. {if_unsafe}") from None
+        reason = str(err).strip().splitlines()[-1][:200]
+        raise ValueError(f"cannot read {path}: the file is truncated or corrupt ({reason}); expected {expected}. "
+                         f"{if_corrupt}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise ValueError(f"cannot read {path}: the file is truncated or corrupt ({reason}); expected {expected}. "
+                         f"{if_corrupt}") from None
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` file or a ``.bin`` (loaded with ``weights_only=True``: no code runs)."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
         return load_file(str(path), device="cpu")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -94,19 +129,47 @@ def _normalize_keys(state: dict[str, torch.Tensor], base_prefix: str) -> dict[st
     return out
 
 
-def load_state_dict_into(model: BertPreTrainedModel, state: dict[str, torch.Tensor], strict: bool = True,
+def _tied_copies(state: dict[str, torch.Tensor]) -> set[str]:
+    """Keys whose tensor is the same as an earlier key's (a tied matrix: the MLM decoder is the embeddings)."""
+    seen, tied = set(), set()
+    for key, value in state.items():
+        ident = (value.data_ptr(), tuple(value.shape))
+        if ident in seen:
+            tied.add(key)
+        seen.add(ident)
+    return tied
+
+
+def _head_name(key: str, base_prefix: str, heads: dict[str, str]) -> str:
+    """Which head a weight belongs to: the longest declared prefix, the pooler, or the key's first part."""
+    if key.startswith(base_prefix + "pooler."):
+        return "pooler (dense + tanh on [CLS])"
+    matches = [prefix for prefix in heads if key.startswith(prefix)]
+    if matches:
+        prefix = max(matches, key=len)
+        return f"{heads[prefix]} ({prefix}*)"
+    return key.split(".")[0]
+
+
+def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True,
                          source: str = "checkpoint") -> dict[str, list[str]]:
-    """Copy ``state`` into ``model`` by name; returns the report (missing, new heads, unused, mismatched)."""
+    """Copy ``state`` into ``model`` by name; returns the report (missing, new heads, unused, mismatched).
+
+    The encoder's weights must all be there. Everything else the model has (its task heads, and the pooler)
+    may be missing: it keeps its fresh initialization, and a WARNING names each such head. Weights in the
+    file that belong to some other model's head are skipped (logged at INFO).
+    """
     base_prefix = "bert." if hasattr(model, "bert") else ""
+    own_heads: dict[str, str] = getattr(model, "checkpoint_heads", {})
+    known_heads = tuple({**getattr(model, "known_checkpoint_heads", {}), **own_heads})
     state = _normalize_keys(state, base_prefix)
     own = model.state_dict()
-    tied = {k for k in own if k in TIED_COPIES}
+    tied = _tied_copies(own)
     for buffer in BUFFERS:
         state.pop(base_prefix + buffer, None)
-    if "cls.predictions.decoder.bias" in state:  # transformers stores the output bias twice, tied
-        bias = state.pop("cls.predictions.decoder.bias")
-        state.setdefault("cls.predictions.bias", bias)
-    decoder = state.pop("cls.predictions.decoder.weight", None)  # a copy of the word embeddings (tied)
+    if MLM_DECODER_BIAS in state:
+        state.setdefault(MLM_BIAS, state.pop(MLM_DECODER_BIAS))
+    decoder = state.pop(MLM_DECODER_WEIGHT, None)  # a copy of the word embeddings (tied)
 
     report: dict[str, list[str]] = {"missing": [], "new_heads": [], "unused": [], "unexpected": [], "mismatched": []}
     to_load: dict[str, torch.Tensor] = {}
@@ -117,21 +180,22 @@ def load_state_dict_into(model: BertPreTrainedModel, state: dict[str, torch.Tens
                                             f"{tuple(own[key].shape)} in the model")
             else:
                 to_load[key] = value
-        elif key.startswith(HEAD_PARTS) or key == base_prefix + "pooler.dense.weight" or \
-                key == base_prefix + "pooler.dense.bias":
+        elif (known_heads and key.startswith(known_heads)) or key.startswith(base_prefix + "pooler."):
             report["unused"].append(key)  # another model's head, or a pooler this model does not have
         else:
             report["unexpected"].append(f"{key}: {tuple(value.shape)}")
     for key in own:
         if key in to_load or key in tied or any(m.startswith(key + ":") for m in report["mismatched"]):
             continue
-        # the pooler is absent from MLM-only checkpoints (BertForMaskedLM has none): initialize it like a head
-        is_head = key.startswith(HEAD_PARTS) or key.startswith(base_prefix + "pooler.")
+        # outside the encoder (a task head) or the pooler (absent after MLM-only pre-training): starts fresh
+        in_encoder = key.startswith(base_prefix) and not key.startswith(base_prefix + "pooler.")
+        is_head = not in_encoder if base_prefix else key.startswith("pooler.")
         report["new_heads" if is_head else "missing"].append(f"{key}: {tuple(own[key].shape)}")
-    if decoder is not None and "bert.embeddings.word_embeddings.weight" in to_load and tied:
-        if not torch.equal(decoder, to_load["bert.embeddings.word_embeddings.weight"]):
-            logger.warning("cls.predictions.decoder.weight in the %s differs from the word embeddings; "
-                           "minibert ties them and uses the word embeddings", source)
+    word_embeddings = base_prefix + "embeddings.word_embeddings.weight"
+    if decoder is not None and word_embeddings in to_load and MLM_DECODER_WEIGHT in tied:
+        if not torch.equal(decoder, to_load[word_embeddings]):
+            logger.warning("%s in the %s differs from the word embeddings; minibert ties them and uses the "
+                           "word embeddings", MLM_DECODER_WEIGHT, source)
 
     problems = []
     if report["missing"]:
@@ -150,8 +214,12 @@ def load_state_dict_into(model: BertPreTrainedModel, state: dict[str, torch.Tens
         logger.warning(message)
     model.load_state_dict(to_load, strict=False)
     if report["new_heads"]:
-        logger.info("Weights of %s not initialized from the %s (newly initialized): %s", type(model).__name__,
-                    source, [k.split(":")[0] for k in report["new_heads"]])
+        keys = [k.split(":")[0] for k in report["new_heads"]]
+        names = list(dict.fromkeys(_head_name(k, base_prefix, own_heads) for k in keys))
+        logger.warning("Weights of %s not initialized from the %s: the %s start%s from random values and must be "
+                       "trained before %s outputs mean anything (newly initialized: %s)", type(model).__name__,
+                       source, ", ".join(names), "s" if len(names) == 1 else "", "its" if len(names) == 1 else
+                       "their", _listing(keys, ", "))
     if report["unused"]:
         logger.info("Weights from the %s not used in %s: %s", source, type(model).__name__, report["unused"])
     return report
@@ -162,29 +230,8 @@ def _listing(items: list[str], sep: str, limit: int = 6) -> str:
     return sep.join(items[:limit]) + more
 
 
-def load_pretrained(cls: type[BertPreTrainedModel], name_or_path: str | os.PathLike | None = None, *,
-                    strict: bool = True, config: BertConfig | None = None, attn_implementation: str = "sdpa",
-                    **model_kwargs: Any):
-    """Build ``cls`` from a checkpoint: None (the packaged all-MiniLM-L6-v2), a folder, or a hub name.
-
-    ``model_kwargs`` go to the constructor (e.g. ``num_labels=3``); ``config`` overrides the folder's config
-    (e.g. to change dropout); ``attn_implementation`` is "sdpa" (fused, default) or "explicit". The model is
-    returned in eval mode, like transformers' ``from_pretrained``.
-    """
-    from .heads import model_kwargs_from_config
-    folder = _resolve_folder(name_or_path)
-    file_config, raw = read_config(folder)
-    for key, value in model_kwargs_from_config(cls, raw).items():
-        model_kwargs.setdefault(key, value)
-    model = cls(config or file_config, **model_kwargs)
-    weights = _find(folder, WEIGHTS_NAMES, "weights file")
-    load_state_dict_into(model, read_state_dict(weights), strict=strict, source=str(weights))
-    return model.set_attn_implementation(attn_implementation).eval()
-
-
-def save_pretrained(model: BertPreTrainedModel, folder: str | os.PathLike) -> Path:
+def save_pretrained(model: nn.Module, folder: str | os.PathLike) -> Path:
     """Write ``config.json`` (HF-compatible) and ``model.safetensors`` (one copy of each tied tensor)."""
-    from safetensors.torch import save_file
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     extra: dict[str, Any] = {"model_type": "bert", "architectures": [type(model).__name__], "pad_token_id": 0}
@@ -193,11 +240,8 @@ def save_pretrained(model: BertPreTrainedModel, folder: str | os.PathLike) -> Pa
         extra["id2label"] = {str(i): f"LABEL_{i}" for i in range(num_labels)}
         extra["label2id"] = {f"LABEL_{i}": i for i in range(num_labels)}
     model.config.to_json_file(folder / "config.json", **extra)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k not in TIED_COPIES}
+    own = model.state_dict()
+    tied = _tied_copies(own)
+    state = {k: v.detach().contiguous().cpu() for k, v in own.items() if k not in tied}
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
     return folder
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of distinct parameters (a tied matrix counts once)."""
-    return sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())

@@ -7,28 +7,35 @@ start/end pair on every token (SQuAD).
 
 Every model returns the loss when labels are given and the logits otherwise. Label positions to ignore may
 be marked -1 (the 2019 convention) or -100 (PyTorch's and today's transformers' convention): both are
-ignored.
+ignored. With masked-LM labels, the vocabulary scores are computed only at the labelled positions (about 15%
+of the tokens), which gives the same loss for a fraction of the work.
+
+A new task model is one class here: a ``BertPreTrainedModel`` with the encoder at ``.bert``, its head under
+the name its checkpoints use, that head declared in ``checkpoint_heads`` (prefix -> name, so that loading a
+checkpoint without it warns and another model's checkpoint loads), and its loss; then export it from
+``minibert/__init__.py``. ``MODEL_CLASSES`` lists the models by name.
 """
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .modeling import ACT2FN, BertConfig, BertModel, BertPreTrainedModel, _is_compiling
+from minibert.config import ACT2FN, BertConfig
+from minibert.modeling import BertModel, BertPreTrainedModel, _is_compiling
 
 IGNORE_INDEX = -100
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Label checks: shape first, then one min/max reduction, before cross_entropy could index out of range
+# Label checks: shape first, then (while the model's ``check_inputs`` is on) one min/max reduction, before
+# cross_entropy could index out of range
 # ----------------------------------------------------------------------------------------------------------
 
 def _check_labels(labels: torch.Tensor, name: str, shape: tuple[int, ...], num_classes: int,
-                  allow_ignore: bool = True) -> torch.Tensor:
-    """Return ``labels`` as long with -1 turned into -100; raise ValueError for a wrong shape or value."""
+                  allow_ignore: bool = True, check_values: bool = True) -> torch.Tensor:
+    """Return ``labels`` as long with -1 turned into -100; raise ValueError for a wrong shape or value (values
+    only with ``check_values``: reading them back is a host sync)."""
     if not isinstance(labels, torch.Tensor):
         raise ValueError(f"{name} must be a tensor of shape {shape}, got {type(labels).__name__}")
     if labels.numel() != _prod(shape) or (labels.dim() and labels.shape[0] != shape[0]):
@@ -38,7 +45,7 @@ def _check_labels(labels: torch.Tensor, name: str, shape: tuple[int, ...], num_c
     labels = labels.reshape(shape).long()
     if allow_ignore:
         labels = labels.masked_fill(labels == -1, IGNORE_INDEX)
-    if labels.numel() and not _is_compiling():
+    if check_values and labels.numel() and not _is_compiling():
         valid = labels.masked_fill(labels == IGNORE_INDEX, 0) if allow_ignore else labels
         lo, hi = (t.item() for t in torch.aminmax(valid))
         if lo < 0 or hi >= num_classes:
@@ -120,13 +127,27 @@ class BertPreTrainingHeads(nn.Module):
 # The models. Each holds the encoder at `.bert` (the checkpoint prefix) and its head under the original name.
 # ----------------------------------------------------------------------------------------------------------
 
-def _mlm_loss(scores: torch.Tensor, labels: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    labels = _check_labels(labels, "masked_lm_labels", tuple(scores.shape[:2]), vocab_size)
-    return F.cross_entropy(scores.view(-1, vocab_size), labels.view(-1), ignore_index=IGNORE_INDEX)
+def masked_lm_loss(prediction_scores: torch.Tensor, masked_lm_labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the labelled positions of (batch, seq, vocab) scores; -1 and -100 are ignored."""
+    vocab_size = prediction_scores.size(-1)
+    labels = _check_labels(masked_lm_labels, "masked_lm_labels", tuple(prediction_scores.shape[:2]), vocab_size)
+    return F.cross_entropy(prediction_scores.reshape(-1, vocab_size), labels.view(-1), ignore_index=IGNORE_INDEX)
 
 
-def _nsp_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    labels = _check_labels(labels, "next_sentence_label", (scores.size(0),), 2)  # -1/-100 ignored, as in 2019
+def _mlm_loss_at_targets(predictions: BertLMPredictionHead, sequence_output: torch.Tensor,
+                         masked_lm_labels: torch.Tensor, vocab_size: int, check_values: bool) -> torch.Tensor:
+    """masked_lm_loss, with the head run only on the labelled positions: the same mean cross-entropy (each
+    position's scores depend on that position alone), without the (batch, seq, vocab) scores of the others."""
+    labels = _check_labels(masked_lm_labels, "masked_lm_labels", tuple(sequence_output.shape[:2]), vocab_size,
+                           check_values=check_values)
+    target = labels != IGNORE_INDEX  # (batch, seq)
+    scores = predictions(sequence_output[target])  # (targets, vocab)
+    return F.cross_entropy(scores, labels[target])
+
+
+def _nsp_loss(scores: torch.Tensor, labels: torch.Tensor, check_values: bool) -> torch.Tensor:
+    labels = _check_labels(labels, "next_sentence_label", (scores.size(0),), 2,  # -1/-100 ignored, as in 2019
+                           check_values=check_values)
     return F.cross_entropy(scores, labels, ignore_index=IGNORE_INDEX)
 
 
@@ -134,9 +155,12 @@ class BertForPreTraining(BertPreTrainedModel):
     """BERT with both pre-training heads (paper 3.1): masked LM + next sentence prediction.
 
     ``masked_lm_labels`` (batch, seq): the original id at masked positions, -1 or -100 elsewhere.
-    ``next_sentence_label`` (batch,): 0 = B follows A, 1 = B is random. With both: the summed loss;
-    with neither: ``(prediction_scores (batch, seq, vocab), seq_relationship_score (batch, 2))``.
+    ``next_sentence_label`` (batch,): 0 = B follows A, 1 = B is random. With both: the summed loss (the
+    vocabulary scores computed at the labelled positions only); with neither:
+    ``(prediction_scores (batch, seq, vocab), seq_relationship_score (batch, 2))``.
     """
+
+    checkpoint_heads = {"cls.predictions.": "masked-LM head", "cls.seq_relationship.": "next-sentence head"}
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
@@ -152,16 +176,18 @@ class BertForPreTraining(BertPreTrainedModel):
                              "loss (or neither, for the scores); use BertForMaskedLM for MLM alone")
         sequence_output, pooled_output = self.bert(input_ids, token_type_ids, attention_mask,
                                                    output_all_encoded_layers=False)
-        prediction_scores, seq_relationship_score = self.cls(sequence_output, pooled_output)
         if masked_lm_labels is None:
-            return prediction_scores, seq_relationship_score
-        return (_mlm_loss(prediction_scores, masked_lm_labels, self.config.vocab_size)
-                + _nsp_loss(seq_relationship_score, next_sentence_label))
+            return self.cls(sequence_output, pooled_output)
+        return (_mlm_loss_at_targets(self.cls.predictions, sequence_output, masked_lm_labels,
+                                     self.config.vocab_size, self._check_inputs)
+                + _nsp_loss(self.cls.seq_relationship(pooled_output), next_sentence_label, self._check_inputs))
 
 
 class BertForMaskedLM(BertPreTrainedModel):
     """BERT with the masked-LM head. ``masked_lm_labels`` (batch, seq) as in BertForPreTraining.
-    Returns the mean loss over labelled positions, or scores (batch, seq, vocab)."""
+    Returns the mean loss over labelled positions (scores computed there only), or scores (batch, seq, vocab)."""
+
+    checkpoint_heads = {"cls.predictions.": "masked-LM head"}
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
@@ -172,15 +198,17 @@ class BertForMaskedLM(BertPreTrainedModel):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, masked_lm_labels: torch.Tensor | None = None):
         sequence_output, _ = self.bert(input_ids, token_type_ids, attention_mask, output_all_encoded_layers=False)
-        prediction_scores = self.cls(sequence_output)
         if masked_lm_labels is None:
-            return prediction_scores
-        return _mlm_loss(prediction_scores, masked_lm_labels, self.config.vocab_size)
+            return self.cls(sequence_output)
+        return _mlm_loss_at_targets(self.cls.predictions, sequence_output, masked_lm_labels, self.config.vocab_size,
+                                    self._check_inputs)
 
 
 class BertForNextSentencePrediction(BertPreTrainedModel):
     """BERT with the next-sentence head. ``next_sentence_label`` (batch,): 0 = IsNext, 1 = NotNext.
     Returns the loss, or logits (batch, 2)."""
+
+    checkpoint_heads = {"cls.seq_relationship.": "next-sentence head"}
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
@@ -194,7 +222,7 @@ class BertForNextSentencePrediction(BertPreTrainedModel):
         seq_relationship_score = self.cls(pooled_output)
         if next_sentence_label is None:
             return seq_relationship_score
-        return _nsp_loss(seq_relationship_score, next_sentence_label)
+        return _nsp_loss(seq_relationship_score, next_sentence_label, self._check_inputs)
 
 
 class BertForSequenceClassification(BertPreTrainedModel):
@@ -203,6 +231,8 @@ class BertForSequenceClassification(BertPreTrainedModel):
     ``labels`` (batch,) class ids in [0, num_labels); -1/-100 rows are ignored. With ``num_labels=1`` it is a
     regression (float labels, mean squared error; STS-B). Returns the loss, or logits (batch, num_labels).
     """
+
+    checkpoint_heads = {"classifier.": "classifier"}
 
     def __init__(self, config: BertConfig, num_labels: int = 2) -> None:
         super().__init__(config)
@@ -224,7 +254,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
             if labels.numel() != logits.size(0):
                 raise ValueError(f"labels has shape {tuple(labels.shape)}, expected ({logits.size(0)},)")
             return F.mse_loss(logits.view(-1), labels.view(-1).to(logits.dtype))
-        labels = _check_labels(labels, "labels", (logits.size(0),), self.num_labels)
+        labels = _check_labels(labels, "labels", (logits.size(0),), self.num_labels, check_values=self._check_inputs)
         return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
 
 
@@ -232,6 +262,8 @@ class BertForMultipleChoice(BertPreTrainedModel):
     """Multiple choice (SWAG, paper 4.4): each (context, choice) pair is scored by one linear unit on its
     [CLS] state; a softmax over the choices picks one. Inputs are (batch, num_choices, seq);
     ``labels`` (batch,) in [0, num_choices). Returns the loss, or logits (batch, num_choices)."""
+
+    checkpoint_heads = {"classifier.": "multiple-choice classifier"}
 
     def __init__(self, config: BertConfig, num_choices: int = 2) -> None:
         super().__init__(config)
@@ -259,7 +291,7 @@ class BertForMultipleChoice(BertPreTrainedModel):
         logits = self.classifier(self.dropout(pooled_output)).view(batch, choices)
         if labels is None:
             return logits
-        labels = _check_labels(labels, "labels", (batch,), choices)
+        labels = _check_labels(labels, "labels", (batch,), choices, check_values=self._check_inputs)
         return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
 
 
@@ -269,6 +301,8 @@ class BertForTokenClassification(BertPreTrainedModel):
     ``labels`` (batch, seq) in [0, num_labels); -1/-100 positions and, as in the 2019 code, padding
     positions (attention_mask == 0) are ignored. Returns the loss, or logits (batch, seq, num_labels).
     """
+
+    checkpoint_heads = {"classifier.": "token classifier"}
 
     def __init__(self, config: BertConfig, num_labels: int = 2) -> None:
         super().__init__(config)
@@ -286,7 +320,8 @@ class BertForTokenClassification(BertPreTrainedModel):
         logits = self.classifier(self.dropout(sequence_output))
         if labels is None:
             return logits
-        labels = _check_labels(labels, "labels", tuple(logits.shape[:2]), self.num_labels)
+        labels = _check_labels(labels, "labels", tuple(logits.shape[:2]), self.num_labels,
+                               check_values=self._check_inputs)
         if attention_mask is not None:
             labels = labels.masked_fill(attention_mask == 0, IGNORE_INDEX)
         return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1), ignore_index=IGNORE_INDEX)
@@ -299,6 +334,8 @@ class BertForQuestionAnswering(BertPreTrainedModel):
     sequence (e.g. an answer cut off by the window) are clamped to ``seq`` and ignored. Returns the mean of
     the start and end losses, or ``(start_logits, end_logits)``, each (batch, seq).
     """
+
+    checkpoint_heads = {"qa_outputs.": "span head (start/end scores)"}
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
@@ -327,23 +364,7 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         return (losses[0] + losses[1]) / 2
 
 
+# Every model by name, BertModel first, then the task models in the order above.
 MODEL_CLASSES: dict[str, type[BertPreTrainedModel]] = {
-    cls.__name__: cls for cls in (BertModel, BertForPreTraining, BertForMaskedLM, BertForNextSentencePrediction,
-                                  BertForSequenceClassification, BertForMultipleChoice,
-                                  BertForTokenClassification, BertForQuestionAnswering)}
-
-
-def model_kwargs_from_config(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
-    """Constructor arguments a saved HF/minibert config.json implies (num_labels from id2label)."""
-    if cls in (BertForSequenceClassification, BertForTokenClassification):
-        if "id2label" in raw:
-            return {"num_labels": len(raw["id2label"])}
-        if "num_labels" in raw:
-            return {"num_labels": int(raw["num_labels"])}
-    return {}
-
-
-
-def masked_lm_loss(prediction_scores: torch.Tensor, masked_lm_labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the labelled positions of (batch, seq, vocab) scores; -1 and -100 are ignored."""
-    return _mlm_loss(prediction_scores, masked_lm_labels, prediction_scores.size(-1))
+    cls.__name__: cls for cls in BertPreTrainedModel.__subclasses__() if cls.__module__ in (BertModel.__module__,
+                                                                                              __name__)}

@@ -2,132 +2,43 @@
 
 Parameter names and nesting follow Google's TensorFlow checkpoint as Hugging Face spells it
 (``embeddings.word_embeddings``, ``encoder.layer.N.attention.self.query``, ``pooler.dense``), so real
-weights load by name. Self-attention has two paths that give the same numbers: the explicit math, which
-returns the attention probabilities (for heat maps and bertviz), and PyTorch's fused
-``scaled_dot_product_attention`` (the default whenever the probabilities are not asked for).
+weights load by name (``checkpoints``, one layer below). Self-attention is one of the functions in
+``ATTENTION_FUNCTIONS``, picked once when the model is built: "sdpa" (PyTorch's fused
+``scaled_dot_product_attention``, the default) or "explicit" (the formula written out, which also returns the
+probabilities for heat maps and bertviz). ``model.attn_implementation`` says which one runs; a call with
+``output_attentions=True`` runs the explicit one, since only it has the probabilities.
+
+Input checks: every forward checks shapes (free) and, while ``model.check_inputs`` is True (the default), the
+values of ids, segment ids and mask (one host sync): a bad id is a readable ValueError instead of an index
+error or a CUDA device-side assert. A training loop whose collate has already checked its batches turns the
+value checks off after the first batch with ``model.check_inputs = False`` (it reaches every minibert model
+inside, the task heads' label checks included) and back on when it is done.
+
+Gradient checkpointing: ``model.bert.encoder.gradient_checkpointing = True`` recomputes each layer's
+activations in the backward pass instead of keeping them (less memory, about a third more compute).
 """
 from __future__ import annotations
 
-import dataclasses
-import json
+import inspect
 import logging
 import math
 import os
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
+
+from minibert import checkpoints
+from minibert.config import ACT2FN, BertConfig
 
 logger = logging.getLogger(__name__)
 
-# Activations by the names BERT configs use. "gelu" is the exact erf form BERT was trained with (paper 3.1,
-# Hendrycks & Gimpel 2016); "gelu_new" is the tanh approximation of GPT-2.
-ACT2FN: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "gelu": F.gelu,
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "relu": F.relu,
-    "silu": F.silu,
-    "swish": F.silu,
-    "tanh": torch.tanh,
-}
-
-ATTN_IMPLEMENTATIONS = ("sdpa", "explicit")
-
 
 # ----------------------------------------------------------------------------------------------------------
-# Config
-# ----------------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class BertConfig:
-    """Hyperparameters of a BERT encoder, with the field names of Google's ``bert_config.json``.
-
-    Defaults are BERT-Base (L=12, H=768, A=12, 110M parameters; paper section 3). Frozen: derive a variant
-    with ``dataclasses.replace(config, num_hidden_layers=3)``.
-    """
-
-    vocab_size: int = 30522
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
-
-    def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"BertConfig.{name} must be a positive int, got {value!r}; "
-                                 f"set {name}=<a whole number >= 1>")
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads="
-                f"{self.num_attention_heads}: each head gets hidden_size / num_attention_heads dimensions; "
-                f"pick num_attention_heads among {_divisors(self.hidden_size)} or change hidden_size")
-        if self.hidden_act not in ACT2FN:
-            raise ValueError(f"unknown hidden_act={self.hidden_act!r}; use one of {sorted(ACT2FN)} "
-                             "(BERT uses 'gelu', the exact erf form)")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                raise ValueError(f"BertConfig.{name} must be a probability in [0, 1), got {value!r}")
-        if not isinstance(self.initializer_range, (int, float)) or self.initializer_range < 0:
-            raise ValueError(f"initializer_range must be >= 0 (BERT uses 0.02), got {self.initializer_range!r}")
-        if not isinstance(self.layer_norm_eps, (int, float)) or self.layer_norm_eps <= 0:
-            raise ValueError(f"layer_norm_eps must be > 0 (BERT uses 1e-12), got {self.layer_norm_eps!r}")
-
-    @property
-    def head_size(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "BertConfig":
-        """Keep the BERT fields of a Google ``bert_config.json`` or an HF ``config.json``; ignore the rest."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        ignored = sorted(k for k in values if k not in fields)
-        if ignored:
-            logger.debug("BertConfig ignores keys %s", ignored)
-        return cls(**{k: v for k, v in values.items() if k in fields})
-
-    @classmethod
-    def from_json_file(cls, path: str | os.PathLike) -> "BertConfig":
-        """Read a Google ``bert_config.json`` or a Hugging Face ``config.json`` (unknown keys are ignored)."""
-        with open(path, encoding="utf-8") as f:
-            values = json.load(f)
-        if not isinstance(values, dict):
-            raise ValueError(f"{path} must hold a JSON object of config fields, got {type(values).__name__}")
-        return cls.from_dict(values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json_string(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-
-    def to_json_file(self, path: str | os.PathLike, **extra: Any) -> None:
-        """Write the config as JSON; ``extra`` keys (e.g. ``model_type``) are added for other libraries."""
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump({**extra, **self.to_dict()}, f, indent=2, sort_keys=True)
-            f.write("\n")
-
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, min(n, 64) + 1) if n % d == 0]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Input checks: cheap (one min/max reduction per tensor) and before any embedding lookup, so a bad id is a
-# readable ValueError instead of a CUDA device-side assert.
+# Input checks: shapes always; values (one min/max per tensor, read back in one host sync) while
+# ``check_inputs`` is on, before any embedding lookup.
 # ----------------------------------------------------------------------------------------------------------
 
 def _is_compiling() -> bool:
@@ -136,14 +47,14 @@ def _is_compiling() -> bool:
     return bool(fn()) if fn is not None else False
 
 
-def _minmax(t: torch.Tensor) -> tuple[float, float]:
-    lo, hi = torch.aminmax(t.detach())
-    return lo.item(), hi.item()
+def validate_inputs(config: BertConfig, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
+                    attention_mask: torch.Tensor | None, check_values: bool = True) -> bool:
+    """Raise ValueError naming the problem; return True when the mask hides nothing (so it can be dropped).
 
-
-def check_inputs(config: BertConfig, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
-                 attention_mask: torch.Tensor | None) -> bool:
-    """Raise ValueError naming the problem; return True when the mask hides nothing (so it can be skipped)."""
+    Shapes and dtypes are always checked. With ``check_values`` the ids, segment ids and mask values are
+    checked too, from one min/max reduction per tensor read back in a single host sync; without it (a loop
+    whose batches were checked when they were built) nothing waits for the device and a given mask is kept.
+    """
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
         shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
         raise ValueError(f"input_ids must be a (batch, seq) tensor of token ids, got {shape}; "
@@ -155,29 +66,30 @@ def check_inputs(config: BertConfig, input_ids: torch.Tensor, token_type_ids: to
         raise ValueError(f"sequence length {seq} exceeds max_position_embeddings="
                          f"{config.max_position_embeddings}; truncate with max_seq_length<="
                          f"{config.max_position_embeddings}")
-    if input_ids.numel() and not _is_compiling():
-        lo, hi = _minmax(input_ids)
-        if lo < 0 or hi >= config.vocab_size:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"input_ids contain {int(bad)}, outside the vocabulary [0, {config.vocab_size}); "
-                             "was the text tokenized with this checkpoint's vocab.txt?")
-    if token_type_ids is not None:
-        if tuple(token_type_ids.shape) != (batch, seq):
-            raise ValueError(f"token_type_ids has shape {tuple(token_type_ids.shape)}, expected {(batch, seq)} "
-                             "like input_ids")
-        if token_type_ids.numel() and not _is_compiling():
-            lo, hi = _minmax(token_type_ids)
-            if lo < 0 or hi >= config.type_vocab_size:
-                raise ValueError(f"token_type_ids contain {int(hi if hi >= config.type_vocab_size else lo)}, "
-                                 f"outside [0, type_vocab_size={config.type_vocab_size}); segment A is 0, B is 1")
-    if attention_mask is None:
-        return True
-    if tuple(attention_mask.shape) != (batch, seq):
+    if token_type_ids is not None and tuple(token_type_ids.shape) != (batch, seq):
+        raise ValueError(f"token_type_ids has shape {tuple(token_type_ids.shape)}, expected {(batch, seq)} "
+                         "like input_ids")
+    if attention_mask is not None and tuple(attention_mask.shape) != (batch, seq):
         raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(batch, seq)} "
                          "like input_ids (1 = real token, 0 = padding)")
-    if not attention_mask.numel() or _is_compiling():
-        return False
-    lo, hi = _minmax(attention_mask.to(torch.float32) if attention_mask.dtype == torch.bool else attention_mask)
+    if not check_values or not input_ids.numel() or _is_compiling():
+        return attention_mask is None
+    # min and max of each tensor, stacked and read back at once: one device-to-host sync, not three
+    tensors = [t for t in (input_ids, token_type_ids, attention_mask) if t is not None]
+    lo_hi = torch.stack([torch.stack(torch.aminmax(t.detach().to(torch.uint8) if t.dtype == torch.bool
+                                                   else t.detach())).to(torch.float32) for t in tensors]).tolist()
+    (ids_lo, ids_hi), rest = lo_hi[0], lo_hi[1:]
+    if ids_lo < 0 or ids_hi >= config.vocab_size:
+        raise ValueError(f"input_ids contain {int(ids_lo if ids_lo < 0 else ids_hi)}, outside the vocabulary "
+                         f"[0, {config.vocab_size}); was the text tokenized with this checkpoint's vocab.txt?")
+    if token_type_ids is not None:
+        lo, hi = rest.pop(0)
+        if lo < 0 or hi >= config.type_vocab_size:
+            raise ValueError(f"token_type_ids contain {int(hi if hi >= config.type_vocab_size else lo)}, "
+                             f"outside [0, type_vocab_size={config.type_vocab_size}); segment A is 0, B is 1")
+    if attention_mask is None:
+        return True
+    lo, hi = rest.pop(0)
     if lo < 0 or hi > 1:
         raise ValueError(f"attention_mask values must be 0 (padding) or 1 (token), found {lo if lo < 0 else hi}")
     return lo == 1
@@ -191,24 +103,37 @@ def extended_attention_mask(attention_mask: torch.Tensor, dtype: torch.dtype) ->
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Modules, smallest first, in the order the data flows
+# Attention functions: q, k, v (batch, heads, seq, head_dim), an additive mask (batch, 1, 1, seq) or None and
+# the dropout probability -> (context (batch, heads, seq, head_dim), probabilities or None)
 # ----------------------------------------------------------------------------------------------------------
 
 def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                       dropout: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(q k^T / sqrt(d) + mask) v, written out (Vaswani et al. eq. 1) on (batch, heads, seq, head_dim).
-
-    ``attention_mask`` is additive, (batch, 1, 1, seq) or None; ``dropout`` drops whole attention links, as
-    the original does. Returns the context (batch, heads, seq, head_dim) and the probabilities
-    (batch, heads, seq, seq), before dropout.
-    """
+                       dropout_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T / sqrt(d) + mask) v, written out (Vaswani et al. eq. 1). Dropout drops whole attention
+    links, as the original does; the probabilities are returned before dropout (batch, heads, seq, seq)."""
     scores = q @ k.transpose(-1, -2) / math.sqrt(q.size(-1))  # (batch, heads, seq, seq)
     if attention_mask is not None:
         scores = scores + attention_mask
     probs = scores.softmax(dim=-1)
-    return (dropout(probs) if dropout is not None else probs) @ v, probs
+    dropped = F.dropout(probs, dropout_p) if dropout_p > 0 else probs
+    return dropped @ v, probs
 
+
+def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                   dropout_p: float = 0.0) -> tuple[torch.Tensor, None]:
+    """The same formula through PyTorch's fused ``scaled_dot_product_attention`` (flash / memory-efficient
+    kernels on a GPU, a fused C++ kernel on a CPU, dropout included); it never builds the probabilities."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, dropout_p=dropout_p), None
+
+
+AttentionFunction = Callable[..., "tuple[torch.Tensor, torch.Tensor | None]"]
+ATTENTION_FUNCTIONS: dict[str, AttentionFunction] = {"sdpa": sdpa_attention, "explicit": explicit_attention}
+ATTN_IMPLEMENTATIONS = tuple(ATTENTION_FUNCTIONS)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Modules, smallest first, in the order the data flows
+# ----------------------------------------------------------------------------------------------------------
 
 class BertEmbeddings(nn.Module):
     """Token + position + segment embeddings, summed, then LayerNorm and dropout (paper figure 2)."""
@@ -235,9 +160,9 @@ class BertEmbeddings(nn.Module):
 class BertSelfAttention(nn.Module):
     """Multi-head scaled dot-product attention, softmax(Q K^T / sqrt(d) + mask) V (Vaswani et al. 3.2.1).
 
-    ``attn_implementation`` picks the path: "sdpa" (fused ``F.scaled_dot_product_attention``, the default)
-    or "explicit" (the formula written out). Asking for probabilities always takes the explicit path, and so does
-    training on a CPU with attention dropout (faster there, same distribution of results).
+    ``attn_implementation`` names the function from ``ATTENTION_FUNCTIONS`` that runs: "sdpa" (fused, the
+    default) or "explicit" (the formula written out). A call that asks for the probabilities runs the explicit
+    one, the only one that has them.
     """
 
     def __init__(self, config: BertConfig, attn_implementation: str = "sdpa") -> None:
@@ -256,9 +181,10 @@ class BertSelfAttention(nn.Module):
 
     @attn_implementation.setter
     def attn_implementation(self, value: str) -> None:
-        if value not in ATTN_IMPLEMENTATIONS:
+        if value not in ATTENTION_FUNCTIONS:
             raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {value!r}")
         self._attn_implementation = value
+        self.attention_function: AttentionFunction = ATTENTION_FUNCTIONS[value]
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, seq, hidden) -> (batch, heads, seq, head_dim)."""
@@ -274,16 +200,8 @@ class BertSelfAttention(nn.Module):
         weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
         bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
         q, k, v = (self.split_heads(t) for t in F.linear(hidden_states, weight, bias).chunk(3, dim=-1))
-        # PyTorch's fused CPU kernel has no dropout; its fallback is slower than the formula, so training on a
-        # CPU with attention dropout takes the explicit path (on a GPU the fused kernels do dropout themselves).
-        cpu_dropout = self.training and self.dropout.p > 0 and not hidden_states.is_cuda
-        if output_attentions or self._attn_implementation == "explicit" or cpu_dropout:
-            context, probs = explicit_attention(q, k, v, attention_mask, self.dropout)
-        else:
-            probs = None
-            context = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attention_mask,
-                dropout_p=self.dropout.p if self.training else 0.0)
+        attend = explicit_attention if output_attentions else self.attention_function
+        context, probs = attend(q, k, v, attention_mask, self.dropout.p if self.training else 0.0)
         batch, _, seq, _ = context.shape
         context = context.transpose(1, 2).reshape(batch, seq, -1)  # merge heads: (batch, seq, hidden)
         return context, (probs if output_attentions else None)
@@ -355,18 +273,33 @@ class BertLayer(nn.Module):
 
 
 class BertEncoder(nn.Module):
+    """The stack of ``num_hidden_layers`` BertLayers.
+
+    ``gradient_checkpointing`` (default False): when True and training with gradients, each layer runs under
+    ``torch.utils.checkpoint`` (non-reentrant): its activations are recomputed in the backward pass instead of
+    kept, with the same dropout masks (the RNG state is replayed), so the gradients are those without it.
+    """
+
+    gradient_checkpointing: bool = False
+
     def __init__(self, config: BertConfig, attn_implementation: str = "sdpa") -> None:
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config, attn_implementation)
                                    for _ in range(config.num_hidden_layers))
+        self.gradient_checkpointing = False
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 output_all_encoded_layers: bool = True, output_attentions: bool = False,
                 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Returns the output of every layer (or only the last, in a one-item list) and the probabilities."""
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         encoded_layers, attentions = [], []
         for layer in self.layer:
-            hidden_states, probs = layer(hidden_states, attention_mask, output_attentions)
+            if recompute:
+                hidden_states, probs = torch.utils.checkpoint.checkpoint(
+                    layer, hidden_states, attention_mask, output_attentions, use_reentrant=False)
+            else:
+                hidden_states, probs = layer(hidden_states, attention_mask, output_attentions)
             if output_all_encoded_layers:
                 encoded_layers.append(hidden_states)
             if output_attentions:
@@ -401,7 +334,19 @@ def init_bert_weights(module: nn.Module, initializer_range: float) -> None:
 
 
 class BertPreTrainedModel(nn.Module):
-    """Base of every minibert model: holds the config, initializes like the original, loads and saves."""
+    """Base of every minibert model: holds the config, initializes like the original, loads and saves.
+
+    A task model declares its heads in ``checkpoint_heads``: the prefix of each head's weights in a checkpoint
+    and what the head is (``{"classifier.": "classifier"}``). Loading a checkpoint that lacks them warns that
+    the head starts from random values; a checkpoint's weights for another model's head are skipped.
+    """
+
+    checkpoint_heads: ClassVar[dict[str, str]] = {}
+    known_checkpoint_heads: ClassVar[dict[str, str]] = {}  # every model class's heads, filled as they are defined
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        BertPreTrainedModel.known_checkpoint_heads.update(cls.checkpoint_heads)
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -409,6 +354,24 @@ class BertPreTrainedModel(nn.Module):
             raise TypeError(f"config must be a minibert BertConfig, got {type(config).__name__}; build one with "
                             "BertConfig(...) or BertConfig.from_json_file(path)")
         self.config = config
+        self._check_inputs = True
+
+    @property
+    def check_inputs(self) -> bool:
+        """Whether forward checks the values of its inputs and labels (one host sync each; shapes always)."""
+        return self._check_inputs
+
+    @check_inputs.setter
+    def check_inputs(self, enabled: bool) -> None:
+        for module in self.modules():  # the task model and the BertModel inside it
+            if isinstance(module, BertPreTrainedModel):
+                module._check_inputs = bool(enabled)
+
+    @property
+    def attn_implementation(self) -> str:
+        """The attention function that runs ("sdpa" or "explicit"; both names, comma-separated, if mixed)."""
+        names = {m.attn_implementation for m in self.modules() if isinstance(m, BertSelfAttention)}
+        return ",".join(sorted(names))
 
     def init_weights(self) -> None:
         self.apply(lambda m: init_bert_weights(m, self.config.initializer_range))
@@ -421,15 +384,40 @@ class BertPreTrainedModel(nn.Module):
         return self
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, **kwargs: Any):
-        """Load a checkpoint folder, the packaged all-MiniLM-L6-v2 (None) or a hub name; see checkpoints.py."""
-        from .checkpoints import load_pretrained
-        return load_pretrained(cls, name_or_path, **kwargs)
+    def config_kwargs(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """Constructor arguments a saved config.json implies: ``num_labels`` (from ``id2label``) for the models
+        that take it."""
+        if "num_labels" not in inspect.signature(cls.__init__).parameters:
+            return {}
+        if "id2label" in raw:
+            return {"num_labels": len(raw["id2label"])}
+        if "num_labels" in raw:
+            return {"num_labels": int(raw["num_labels"])}
+        return {}
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, strict: bool = True,
+                        config: BertConfig | None = None, attn_implementation: str = "sdpa", **model_kwargs: Any):
+        """Build this model from a checkpoint: None (the packaged all-MiniLM-L6-v2), a folder, or a hub name.
+
+        ``model_kwargs`` go to the constructor (e.g. ``num_labels=3``; by default read from config.json);
+        ``config`` overrides the folder's config (e.g. to change dropout); ``attn_implementation`` is "sdpa"
+        (fused, default) or "explicit". Heads the checkpoint lacks start from random values (a WARNING says
+        so); see ``checkpoints.load_state_dict_into``. Returned in eval mode, like transformers'.
+        """
+        folder = checkpoints.resolve_folder(name_or_path)
+        file_config, raw = checkpoints.read_config(folder)
+        for key, value in cls.config_kwargs(raw).items():
+            model_kwargs.setdefault(key, value)
+        model = cls(config or file_config, **model_kwargs)
+        weights = checkpoints.find_weights(folder)
+        checkpoints.load_state_dict_into(model, checkpoints.read_state_dict(weights), strict=strict,
+                                         source=str(weights))
+        return model.set_attn_implementation(attn_implementation).eval()
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write ``config.json`` + ``model.safetensors`` (loadable by minibert and by transformers)."""
-        from .checkpoints import save_pretrained
-        save_pretrained(self, folder)
+        checkpoints.save_pretrained(self, folder)
 
 
 class BertModel(BertPreTrainedModel):
@@ -452,7 +440,8 @@ class BertModel(BertPreTrainedModel):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, output_all_encoded_layers: bool = True,
                 output_attentions: bool = False):
-        mask_is_all_ones = check_inputs(self.config, input_ids, token_type_ids, attention_mask)
+        mask_is_all_ones = validate_inputs(self.config, input_ids, token_type_ids, attention_mask,
+                                           check_values=self._check_inputs)
         embedding_output = self.embeddings(input_ids, token_type_ids)
         # A mask that hides nothing is dropped: the result is the same and SDPA can use its fastest kernel.
         mask = None if mask_is_all_ones else extended_attention_mask(attention_mask, embedding_output.dtype)
@@ -478,10 +467,3 @@ def parameter_count_by_block(model: BertModel) -> dict[str, int]:
     if model.pooler is not None:
         counts["pooler"] = sum(p.numel() for p in model.pooler.parameters())
     return counts
-
-
-# The 2019 library exported the task models from modeling.py too; they live in heads.py.
-from .heads import (  # noqa: E402
-    BertForMaskedLM, BertForMultipleChoice, BertForNextSentencePrediction, BertForPreTraining,
-    BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification,
-)

@@ -50,6 +50,8 @@ import unicodedata
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from minibert import assets
+
 logger = logging.getLogger(__name__)
 
 VOCAB_NAME = "vocab.txt"
@@ -583,8 +585,6 @@ class BertTokenizer:
                                         f"a folder that holds {VOCAB_NAME}")
             config = _read_tokenizer_config(Path(name))
         else:
-            from minibert import assets
-
             if name is not None and str(name) in assets.VOCABS:
                 try:  # the course data folder
                     vocab_file = Path(assets.vocab_path(str(name)))

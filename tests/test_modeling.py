@@ -173,6 +173,99 @@ def test_train_mode_gradients_agree_between_paths():
     torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
 
 
+def _ids_and_mask():
+    torch.manual_seed(0)
+    ids = torch.randint(1, 100, (3, 9))
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    return ids, mask
+
+
+def test_the_model_reports_the_attention_that_runs(monkeypatch):
+    """On a CPU, in train mode with attention dropout, "sdpa" runs the fused function with the dropout."""
+    calls = []
+    fused = torch.nn.functional.scaled_dot_product_attention
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("dropout_p"))
+        return fused(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, attention_probs_dropout_prob=0.1)
+    model = BertModel(config).train()
+    ids, mask = _ids_and_mask()
+    assert model.attn_implementation == "sdpa"
+    first, _ = model(ids, attention_mask=mask)
+    assert calls == [0.1, 0.1]  # one fused call per layer, dropout in it
+    second, _ = model(ids, attention_mask=mask)
+    assert not torch.equal(first[-1], second[-1])  # dropout really drew new masks
+    calls.clear()
+    model.eval()(ids, attention_mask=mask)
+    assert calls == [0.0, 0.0]
+    calls.clear()
+    model(ids, attention_mask=mask, output_attentions=True)  # only the explicit formula has the probabilities
+    model.set_attn_implementation("explicit")
+    assert model.attn_implementation == "explicit" and model.encoder.layer[1].attention.self.attn_implementation \
+        == "explicit"
+    model(ids, attention_mask=mask)
+    assert calls == []
+
+
+def _gradients(model, ids, mask, seed):
+    model.zero_grad()
+    saved = []
+
+    def keep(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    torch.manual_seed(seed)  # the same dropout masks for every run
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        encoded, pooled = model(ids, attention_mask=mask)
+    (encoded[-1][mask.bool()].sum() + pooled.sum()).backward()
+    return [p.grad.clone() for p in model.parameters()], sum(saved)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients_and_keeps_less():
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                        intermediate_size=64)  # dropout 0.1 on: recomputation must replay the same masks
+    model = BertModel(config).train()
+    assert model.encoder.gradient_checkpointing is False
+    ids, mask = _ids_and_mask()
+    plain, plain_bytes = _gradients(model, ids, mask, seed=1)
+    model.encoder.gradient_checkpointing = True
+    recomputed, recomputed_bytes = _gradients(model, ids, mask, seed=1)
+    for name, a, b in zip([n for n, _ in model.named_parameters()], plain, recomputed):
+        # the backward pass recomputes each layer with the same ops on the same inputs; 1e-6 covers an fp32
+        # kernel that blocks a reduction differently on the second run
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=0, msg=name)
+    assert recomputed_bytes < plain_bytes / 3  # the layers' activations were not kept
+    other, _ = _gradients(model, ids, mask, seed=2)
+    assert not torch.equal(other[0], recomputed[0])  # dropout is on: the seed matters, the test can tell
+
+
+def test_input_value_checks_take_one_sync_and_can_be_turned_off(monkeypatch):
+    syncs = []
+    for name in ("item", "tolist"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda t, _o=original, _n=name: syncs.append(_n) or _o(t))
+    model = BertModel(SMALL).eval()
+    ids, types, mask = torch.tensor([[1, 2, 3, 4]]), torch.tensor([[0, 0, 1, 1]]), torch.tensor([[1, 1, 1, 0]])
+    with torch.no_grad():
+        checked = model(ids, types, mask)[1]
+        assert syncs == ["tolist"]  # ids, segment ids and mask read back together
+        model.check_inputs = False
+        unchecked = model(ids, types, mask)[1]
+    assert syncs == ["tolist"] and torch.equal(checked, unchecked)
+    with pytest.raises(ValueError, match=r"input_ids must be a \(batch, seq\) tensor"):
+        model(ids[0])  # shapes are still checked: that costs nothing
+    model.check_inputs = True
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        model(ids + 100)
+
+
 # ---------------------------------------------------------------------------------------------- errors
 SMALL = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                    intermediate_size=32, max_position_embeddings=12, type_vocab_size=2)
