@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -342,3 +343,27 @@ def encode_multiple_choice(examples: list[SwagExample], tokenizer, max_seq_lengt
             feat["label"] = ex.label
         features.append(feat)
     return features
+
+
+def next_sentence_choices(documents: list[list[str]], num_examples: int, num_choices: int = 4, seed: int = 0,
+                          name: str = "book", min_words: int = 4, max_words: int = 40) -> list[SwagExample]:
+    """A SWAG-like task built from running text, the way SWAG was built (Zellers et al. 2018) but with random
+    rather than adversarially filtered distractors: a context sentence, its true next sentence and
+    ``num_choices - 1`` other sentences of the same book, in random order."""
+    rng = random.Random(seed)
+    ok = lambda s: min_words <= len(s.split()) <= max_words  # noqa: E731
+    pool = [s for doc in documents for s in doc if ok(s)]
+    pairs = [(doc[i], doc[i + 1]) for doc in documents for i in range(len(doc) - 1) if ok(doc[i]) and ok(doc[i + 1])]
+    if len(pool) < num_choices or not pairs:
+        raise ValueError(f"{name}: too few sentences of {min_words}-{max_words} words to build choices")
+    examples = []
+    for k, (context, true_next) in enumerate(rng.sample(pairs, min(num_examples, len(pairs)))):
+        endings = [true_next]
+        while len(endings) < num_choices:
+            s = rng.choice(pool)
+            if s not in endings and s != context:
+                endings.append(s)
+        order = rng.sample(range(num_choices), num_choices)
+        examples.append(SwagExample(f"{name}-{k}", context, "", tuple(endings[i] for i in order), order.index(0),
+                                    name))
+    return examples
