@@ -30,6 +30,7 @@ Any ``nn.Module`` that follows the contract works (a tuple whose first element i
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import math
 import os
@@ -44,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from minibert.checkpoints import torch_load
 from minibert.data import LABEL_KEYS, Feature, collate, encode_examples, feature_length
 from minibert.metrics import classification_metrics
 from minibert.optimization import SCHEDULES, BertAdam, optimizer_grouped_parameters
@@ -59,6 +61,7 @@ Callback = Callable[[str, "TrainState"], None]  # called as callback(event, stat
 Collate = Callable[[list[Feature]], dict[str, torch.Tensor]]
 
 CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = "minibert-train-2"  # tensors and plain data only (loads with weights_only=True), checksummed
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -128,6 +131,8 @@ class TrainingArguments:
     # [PAD]'s id in the BERT vocabularies; pass tokenizer.pad_token_id for another vocab (the model never sees it:
     # padded positions have attention_mask 0)
     pad_token_id: int = 0
+    # an update whose loss or gradients are NaN/inf is skipped (counted, logged); this many in a row stop the run
+    max_nonfinite_steps: int = 5
 
     def __post_init__(self) -> None:
         def whole(name: str, low: int, none_ok: bool = False) -> None:
@@ -148,12 +153,15 @@ class TrainingArguments:
         whole("max_steps", 1, none_ok=True)
         whole("save_steps", 1, none_ok=True)
         whole("num_labels", 1, none_ok=True)
+        whole("max_nonfinite_steps", 1)
         if self.gradient_accumulation_steps > self.train_batch_size:
             raise ValueError(f"gradient_accumulation_steps={self.gradient_accumulation_steps} splits a batch of "
                              f"train_batch_size={self.train_batch_size} into more micro-batches than it has "
                              "examples; use gradient_accumulation_steps <= train_batch_size")
-        if not isinstance(self.learning_rate, (int, float)) or not self.learning_rate >= 0:
-            raise ValueError(f"learning_rate must be a number >= 0, got {self.learning_rate!r} (BERT: 2e-5..5e-5)")
+        if not isinstance(self.learning_rate, (int, float)) or not (math.isfinite(self.learning_rate)
+                                                                    and self.learning_rate >= 0):
+            raise ValueError(f"learning_rate must be a finite number >= 0, got {self.learning_rate!r} "
+                             "(BERT: 2e-5..5e-5)")
         if not 0 <= self.warmup_proportion < 1:
             raise ValueError(f"warmup_proportion must be in [0, 1), got {self.warmup_proportion}")
         if not isinstance(self.weight_decay, (int, float)) or not self.weight_decay >= 0:
@@ -175,6 +183,7 @@ class TrainState:
     log_history: list[dict[str, float]] = field(default_factory=list)  # {"step", "epoch", "loss", "lr"}
     eval_history: list[dict[str, float]] = field(default_factory=list)  # {"step", "epoch", metric...}
     epoch_times: list[float] = field(default_factory=list)  # seconds of training per finished epoch
+    nonfinite_steps: int = 0  # updates skipped because the loss or a gradient was NaN or inf
 
 
 class StopTraining(Exception):
@@ -292,7 +301,10 @@ def _dist_info() -> tuple[int, int]:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG's state as tensors, numbers and lists, so the checkpoint loads with ``weights_only=True``."""
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    numpy_state = [kind, keys.tolist(), int(pos), int(has_gauss), float(cached_gaussian)]
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -300,7 +312,8 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached_gaussian))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -312,9 +325,10 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     POSIX), so a crash during the write leaves the previous checkpoint as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": "minibert-train-1", "model": _unwrap(model).state_dict(),
+    payload = {"format": CHECKPOINT_FORMAT, "model": _unwrap(model).state_dict(),
                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "state": asdict(state),
                "args": asdict(args), "rng": _rng_state()}
+    payload["checksum"] = _checksum(payload)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         torch.save(payload, f)
@@ -331,10 +345,42 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         path = path / CHECKPOINT_NAME
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; pass the output_dir of a run that saved one")
-    payload = torch.load(path, map_location="cpu", weights_only=False)  # our own file: holds RNG tuples
-    if not isinstance(payload, dict) or payload.get("format") != "minibert-train-1":
-        raise ValueError(f"{path} is not a minibert training checkpoint (no 'format': 'minibert-train-1')")
+    payload = torch_load(path, expected="a training checkpoint written by minibert's save_checkpoint",
+                         if_unsafe="minibert's checkpoints hold only tensors and plain data (before format "
+                                   f"{CHECKPOINT_FORMAT} they held NumPy arrays): start that run again",
+                         if_corrupt="resume from an earlier copy, or start the run again")
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(f"{path} is not a minibert training checkpoint of format {CHECKPOINT_FORMAT!r} (found "
+                         f"{found!r}); resume from a checkpoint this version wrote, or start the run again")
+    if payload.get("checksum") != _checksum(payload):
+        raise ValueError(f"{path}: the checksum of its tensors does not match the one saved with them: the file "
+                         "changed after it was written (a flipped bit, a bad copy, a failing disk), and resuming "
+                         "would continue from damaged weights; resume from an earlier copy, or start the run again")
     return payload
+
+
+def _checksum(payload: dict[str, Any]) -> str:
+    """sha256 of every tensor and number of a checkpoint payload (but its own "checksum"), in a fixed order."""
+    digest = hashlib.sha256()
+
+    def walk(obj: Any, key: str) -> None:
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            digest.update(f"{key}:{t.dtype}:{tuple(t.shape)}:".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(obj, dict):
+            for k in sorted(obj, key=str):
+                if key or k != "checksum":
+                    walk(obj[k], f"{key}/{k}")
+        elif isinstance(obj, (list, tuple)):
+            for i, item in enumerate(obj):
+                walk(item, f"{key}/{i}")
+        else:
+            digest.update(f"{key}={obj!r};".encode())
+
+    walk(payload, "")
+    return digest.hexdigest()
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -348,6 +394,31 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 # ----------------------------------------------------------------------------------------------------------
 # Model outputs and the model's own input checks
+
+
+def _all_finite(loss: torch.Tensor, model: nn.Module, check_grads: bool) -> bool:
+    """True when the loss and (unless a GradScaler checks them itself) every gradient are finite: one NaN element
+    would otherwise turn a whole parameter and its Adam moments into NaN for good."""
+    values = [loss.detach().float().reshape(1)]
+    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None] if check_grads else []
+    if grads:
+        values.append(torch.stack([n.float() for n in torch._foreach_norm(grads)]))
+    return bool(torch.isfinite(torch.cat(values)).all())
+
+
+def _skip_nonfinite(state: TrainState, in_a_row: int, args: TrainingArguments, loss: float) -> int:
+    """Count and log an update skipped for a NaN/inf loss or gradient; raise after too many in a row."""
+    state.nonfinite_steps += 1
+    in_a_row += 1
+    logger.warning("update %d skipped: the loss (%s) or a gradient is not finite; the weights are left as they "
+                   "were (%d skipped in this run)", state.global_step + 1, loss, state.nonfinite_steps)
+    if in_a_row >= args.max_nonfinite_steps:
+        raise FloatingPointError(
+            f"{in_a_row} updates in a row (the last: update {state.global_step + 1}) had a loss or gradients that "
+            f"are not finite (NaN or inf), so training stopped with the weights from before them. Lower "
+            f"learning_rate (now {args.learning_rate:g}), check these batches' inputs and labels, or use "
+            f"precision='fp32'; TrainingArguments.max_nonfinite_steps={args.max_nonfinite_steps} sets the limit")
+    return in_a_row
 
 
 def _loss_of(output: Any) -> torch.Tensor:
@@ -571,6 +642,7 @@ def train(model: nn.Module, train_features: Sequence[Feature], args: TrainingArg
     start = time.perf_counter()
     checked = False  # the model checks its inputs on the first forward only
     stop = False
+    nonfinite_in_a_row = 0
     while state.epoch < args.num_train_epochs and state.global_step < t_total and not stop:
         batches = length_bucketed_batches(lengths, args.train_batch_size, args.seed, state.epoch,
                                           bucket_batches=args.bucket_batches)
@@ -596,8 +668,12 @@ def train(model: nn.Module, train_features: Sequence[Feature], args: TrainingArg
             if world > 1:
                 torch.distributed.all_reduce(batch_loss)
                 batch_loss /= world
-            scaler.step(optimizer)
-            scaler.update()
+            if _all_finite(batch_loss, model, check_grads=not scaler.is_enabled()):
+                nonfinite_in_a_row = 0
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                nonfinite_in_a_row = _skip_nonfinite(state, nonfinite_in_a_row, args, batch_loss.item())
             optimizer.zero_grad(set_to_none=True)
             state.global_step += 1
             state.step_in_epoch += 1
