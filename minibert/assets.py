@@ -354,12 +354,13 @@ def describe_checkpoint(name_or_path: str | os.PathLike | None) -> str:
     shape = (f"{config['num_hidden_layers']} layers, hidden {config['hidden_size']}, "
              f"{config['num_attention_heads']} heads")
     name = OFFLINE_CHECKPOINT if name_or_path in _OFFLINE_NAMES else str(name_or_path)
-    heads = "with its MLM and NSP heads" if _has_pretraining_heads(folder) else "encoder only, no MLM/NSP heads"
+    heads = "with its MLM and NSP heads" if has_mlm_head(folder) else "encoder only, no MLM/NSP heads"
     return f"{name} ({shape}; {heads}) from {folder}"
 
 
-def _has_pretraining_heads(folder: Path) -> bool:
-    """True when the checkpoint's weights include the MLM head (``cls.predictions.*``)."""
+def has_mlm_head(name_or_path: str | os.PathLike | None) -> bool:
+    """True when the checkpoint's weights include the masked-LM head (``cls.predictions.*``)."""
+    folder = checkpoint_path(name_or_path)
     weights = folder / "model.safetensors"
     if weights.is_file():
         from safetensors import safe_open
