@@ -16,7 +16,9 @@ from typing import Any, Iterable, Iterator, Sequence, Union
 import numpy as np
 import torch
 
-from minibert.tokenization import truncate_seq_pair
+from minibert.data import collate
+from minibert.metrics import average_ranks, roc_auc  # noqa: F401 (average_ranks: notebook 12 reads it here)
+from minibert.tokenization import BertTokenizer
 
 TextInput = Union[str, tuple[str, str]]  # a sentence, or a pair (text_a, text_b)
 DEFAULT_LAYERS = (-1, -2, -3, -4)
@@ -31,26 +33,6 @@ def unwrap_bert(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "bert", model)
 
 
-def build_tokens(tokenizer: Any, text: TextInput, max_seq_length: int) -> tuple[list[str], list[int]]:
-    """WordPieces with [CLS]/[SEP] and their segment ids: [CLS] A [SEP] (0s) then B [SEP] (1s). Paper section 3."""
-    if isinstance(text, str):
-        tokens_a, tokens_b = tokenizer.tokenize(text), None
-    elif isinstance(text, (tuple, list)) and len(text) == 2:
-        tokens_a, tokens_b = tokenizer.tokenize(text[0]), tokenizer.tokenize(text[1])
-    else:
-        raise TypeError(f"expected a sentence (str) or a pair (text_a, text_b), got {text!r}")
-    if tokens_b is None:
-        if max_seq_length < 3:
-            raise ValueError(f"max_seq_length={max_seq_length} leaves no room for [CLS] x [SEP]; use >= 3")
-        tokens_a = tokens_a[: max_seq_length - 2]
-        return ["[CLS]", *tokens_a, "[SEP]"], [0] * (len(tokens_a) + 2)
-    if max_seq_length < 5:
-        raise ValueError(f"max_seq_length={max_seq_length} leaves no room for [CLS] a [SEP] b [SEP]; use >= 5")
-    truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)
-    tokens = ["[CLS]", *tokens_a, "[SEP]", *tokens_b, "[SEP]"]
-    return tokens, [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
-
-
 @dataclass
 class EncodedBatch:
     """A padded batch: ids, segment ids and mask (batch, seq), with each row's real tokens."""
@@ -61,20 +43,22 @@ class EncodedBatch:
     tokens: list[list[str]]
 
 
-def encode_batch(tokenizer: Any, texts: Sequence[TextInput], max_seq_length: int = 128) -> EncodedBatch:
-    """Tokenize sentences or pairs and pad them with [PAD] (id 0, mask 0) to the longest one in the batch."""
+def encode_batch(tokenizer: BertTokenizer, texts: Sequence[TextInput], max_seq_length: int = 128) -> EncodedBatch:
+    """Sentences or pairs -> ``[CLS] A [SEP] (B [SEP])`` by the tokenizer (pairs truncated longest first, paper
+    section 3), padded by :func:`minibert.data.collate` with the tokenizer's [PAD] (mask 0) to the longest."""
     if not texts:
         raise ValueError("encode_batch needs at least one text")
-    built = [build_tokens(tokenizer, t, max_seq_length) for t in texts]
-    seq = max(len(toks) for toks, _ in built)
-    ids = torch.zeros(len(built), seq, dtype=torch.long)
-    types = torch.zeros_like(ids)
-    mask = torch.zeros_like(ids)
-    for row, (toks, segs) in enumerate(built):
-        ids[row, : len(toks)] = torch.tensor(tokenizer.convert_tokens_to_ids(toks))
-        types[row, : len(toks)] = torch.tensor(segs)
-        mask[row, : len(toks)] = 1
-    return EncodedBatch(ids, types, mask, [toks for toks, _ in built])
+    encoded = []
+    for text in texts:
+        if isinstance(text, str):
+            encoded.append(tokenizer.encode(text, max_length=max_seq_length))
+        elif isinstance(text, (tuple, list)) and len(text) == 2:
+            encoded.append(tokenizer.encode(text[0], text[1], max_length=max_seq_length))
+        else:
+            raise TypeError(f"expected a sentence (str) or a pair (text_a, text_b), got {text!r}")
+    batch = collate(encoded, tokenizer.pad_token_id)
+    tokens = [tokenizer.convert_ids_to_tokens(e["input_ids"]) for e in encoded]
+    return EncodedBatch(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], tokens)
 
 
 def run_encoder(model: torch.nn.Module, batch: EncodedBatch, output_attentions: bool = False) -> tuple:
@@ -120,7 +104,7 @@ def read_examples(lines: Iterable[str] | str | Path) -> list[TextInput]:
     return examples
 
 
-def extract_features(model: torch.nn.Module, tokenizer: Any, texts: Sequence[TextInput], output_file: str | Path,
+def extract_features(model: torch.nn.Module, tokenizer: BertTokenizer, texts: Sequence[TextInput], output_file: str | Path,
                      layers: Sequence[int] = DEFAULT_LAYERS, max_seq_length: int = 128, batch_size: int = 8) -> Path:
     """Write each text's per-token hidden states of `layers` as one JSON line, in the 2019 example's layout.
 
@@ -192,7 +176,7 @@ class SentenceVectors:
     pooled: np.ndarray
 
 
-def sentence_vectors(model: torch.nn.Module, tokenizer: Any, texts: Sequence[TextInput], max_seq_length: int = 128,
+def sentence_vectors(model: torch.nn.Module, tokenizer: BertTokenizer, texts: Sequence[TextInput], max_seq_length: int = 128,
                      batch_size: int = 32) -> SentenceVectors:
     """[CLS] vector and masked mean over real tokens for every layer, and the pooler output ([CLS] -> dense -> tanh).
 
@@ -224,42 +208,6 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 
 
-def average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks of x, ties sharing the mean of the ranks they span (as the Mann-Whitney U test wants)."""
-    x = np.asarray(x)
-    order = np.argsort(x, kind="mergesort")
-    sorted_x = x[order]
-    # starts of runs of equal values
-    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
-    ends = np.r_[starts[1:], len(x)]
-    run_rank = (starts + 1 + ends) / 2.0                     # mean of ranks starts+1 .. ends
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = np.repeat(run_rank, ends - starts)
-    return ranks
-
-
-def roc_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
-    """Area under the ROC curve = P(score of a random positive > score of a random negative), ties counting 1/2.
-
-    Computed from ranks (Mann-Whitney U): AUC = (sum of positive ranks - P(P+1)/2) / (P N).
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = np.asarray(labels)
-    if scores.shape != labels.shape or scores.ndim != 1:
-        raise ValueError(f"scores and labels must be 1-D and of the same length, got shapes {scores.shape} "
-                         f"and {labels.shape}")
-    if not np.isin(labels, (0, 1)).all():
-        raise ValueError(f"labels must be 0 or 1, got values {sorted(set(labels.tolist()))[:5]}")
-    if np.isnan(scores).any():
-        raise ValueError("scores contain nan; check for zero vectors before the cosine similarity")
-    n_pos = int(labels.sum())
-    n_neg = len(labels) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"ROC AUC needs both classes, got {n_pos} positives and {n_neg} negatives")
-    ranks = average_ranks(scores)
-    return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 def similarity_auc(vectors_a: SentenceVectors, vectors_b: SentenceVectors,
                    labels: Sequence[int]) -> dict[str, np.ndarray]:
     """ROC AUC of cos(a, b) against the labels, per pooling: `cls` and `mean` per layer, `pooled` one value."""
@@ -271,7 +219,7 @@ def similarity_auc(vectors_a: SentenceVectors, vectors_b: SentenceVectors,
     }
 
 
-def mrpc_similarity_auc(model: torch.nn.Module, tokenizer: Any, examples: Sequence[Any], max_seq_length: int = 128,
+def mrpc_similarity_auc(model: torch.nn.Module, tokenizer: BertTokenizer, examples: Sequence[Any], max_seq_length: int = 128,
                         batch_size: int = 32) -> dict[str, np.ndarray]:
     """Paraphrase detection without training: encode each MRPC sentence alone, score a pair by cosine similarity.
 
@@ -319,7 +267,7 @@ def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centred @ vt[:2].T, var[:2] / var.sum()
 
 
-def word_vectors(model: torch.nn.Module, tokenizer: Any, sentences: Sequence[str], words: Sequence[str],
+def word_vectors(model: torch.nn.Module, tokenizer: BertTokenizer, sentences: Sequence[str], words: Sequence[str],
                  layer: int = -1) -> np.ndarray:
     """Contextual vector of `words[i]` (a single WordPiece) inside `sentences[i]`, at encoder layer `layer`."""
     if len(sentences) != len(words):

@@ -18,12 +18,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 __all__ = ["accuracy", "f1_score", "matthews_corrcoef", "confusion_matrix", "classification_metrics",
-           "TASK_METRICS", "normalize_answer", "squad_scores", "iob1_to_iob2", "get_entities", "ner_scores"]
-
-# The metric each task is judged by (GLUE paper, Table 1; ChnSentiCorp is reported as accuracy).
-TASK_METRICS = {"mrpc": ("accuracy", "f1"), "qqp": ("accuracy", "f1"), "cola": ("mcc",),
-                "chnsenticorp": ("accuracy",), "sst2": ("accuracy",)}
-
+           "average_ranks", "roc_auc", "normalize_answer", "squad_scores", "iob1_to_iob2", "get_entities", "ner_scores"]
 
 def _as_int_array(x: Sequence[int], name: str) -> np.ndarray:
     a = np.asarray(x)
@@ -96,6 +91,46 @@ def classification_metrics(preds: Sequence[int], labels: Sequence[int], num_labe
            "f1": f1_score(preds, labels, average="binary" if num_labels == 2 else "macro"),
            "mcc": matthews_corrcoef(preds, labels)}
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# ROC AUC (ranking quality of a score, e.g. the cosine similarity of two sentence vectors)
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of x, ties sharing the mean of the ranks they span (as the Mann-Whitney U test wants)."""
+    x = np.asarray(x)
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    # starts of runs of equal values
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
+    ends = np.r_[starts[1:], len(x)]
+    run_rank = (starts + 1 + ends) / 2.0                     # mean of ranks starts+1 .. ends
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.repeat(run_rank, ends - starts)
+    return ranks
+
+
+def roc_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
+    """Area under the ROC curve = P(score of a random positive > score of a random negative), ties counting 1/2.
+
+    Computed from ranks (Mann-Whitney U): AUC = (sum of positive ranks - P(P+1)/2) / (P N).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels)
+    if scores.shape != labels.shape or scores.ndim != 1:
+        raise ValueError(f"scores and labels must be 1-D and of the same length, got shapes {scores.shape} "
+                         f"and {labels.shape}")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"labels must be 0 or 1, got values {sorted(set(labels.tolist()))[:5]}")
+    if np.isnan(scores).any():
+        raise ValueError("scores contain nan; check for zero vectors before the cosine similarity")
+    n_pos = int(labels.sum())
+    n_neg = len(labels) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"ROC AUC needs both classes, got {n_pos} positives and {n_neg} negatives")
+    ranks = average_ranks(scores)
+    return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 # ----------------------------------------------------------------------------------------------------------

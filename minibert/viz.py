@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from minibert.features import EncodedBatch, TextInput, encode_batch, run_encoder
+from minibert.tokenization import BertTokenizer
 
 # ----------------------------------------------------------------------------------------------------------
 # Attention from a model
@@ -68,7 +69,7 @@ def _model_attention(model: torch.nn.Module, batch: EncodedBatch) -> tuple[torch
     return tuple(a.detach().float().cpu() for a in out[2])
 
 
-def get_attention(model: torch.nn.Module, tokenizer: Any, text_a: str, text_b: str | None = None,
+def get_attention(model: torch.nn.Module, tokenizer: BertTokenizer, text_a: str, text_b: str | None = None,
                   max_seq_length: int = 512) -> AttentionResult:
     """Attention of a minibert model (a BertModel or any task model holding one at `.bert`) for a sentence or pair.
 
@@ -77,7 +78,8 @@ def get_attention(model: torch.nn.Module, tokenizer: Any, text_a: str, text_b: s
     batch = encode_batch(tokenizer, [text_a if text_b is None else (text_a, text_b)], max_seq_length)
     attentions = _model_attention(model, batch)
     tokens = batch.tokens[0]
-    b_start = tokens.index("[SEP]") + 1 if text_b is not None else None
+    types = batch.token_type_ids[0].tolist()
+    b_start = types.index(1) if text_b is not None and 1 in types else None  # segment B starts after [SEP]
     return AttentionResult(tokens=tokens, attentions=attentions, sentence_b_start=b_start,
                            input_ids=batch.input_ids[0].tolist(), token_type_ids=batch.token_type_ids[0].tolist())
 
@@ -92,7 +94,7 @@ class BatchAttention:
     tokens: list[list[str]]
 
 
-def iter_batch_attention(model: torch.nn.Module, tokenizer: Any, texts: Sequence[TextInput],
+def iter_batch_attention(model: torch.nn.Module, tokenizer: BertTokenizer, texts: Sequence[TextInput],
                          max_seq_length: int = 128, batch_size: int = 32) -> Iterator[BatchAttention]:
     """Attention for many sentences (or (a, b) pairs), one padded batch at a time (memory stays one batch)."""
     for start in range(0, len(texts), batch_size):
@@ -101,7 +103,7 @@ def iter_batch_attention(model: torch.nn.Module, tokenizer: Any, texts: Sequence
         yield BatchAttention(att, batch.input_ids, batch.attention_mask, batch.tokens)
 
 
-def batch_attention(model: torch.nn.Module, tokenizer: Any, texts: Sequence[TextInput], max_seq_length: int = 128,
+def batch_attention(model: torch.nn.Module, tokenizer: BertTokenizer, texts: Sequence[TextInput], max_seq_length: int = 128,
                     batch_size: int = 32) -> list[BatchAttention]:
     """Attention for many sentences (or (a, b) pairs), in padded batches: the input of `head_statistics`."""
     return list(iter_batch_attention(model, tokenizer, texts, max_seq_length, batch_size))
@@ -118,18 +120,18 @@ STATISTIC_TITLES = {
 }
 
 
-def punctuation_ids(tokenizer: Any, symbols: str = ".,") -> list[int]:
+def punctuation_ids(tokenizer: BertTokenizer, symbols: str = ".,") -> list[int]:
     """Vocabulary ids of punctuation tokens (Clark et al. look at periods and commas)."""
     vocab = tokenizer.vocab
     return [vocab[s] for s in symbols if s in vocab]
 
 
-def head_statistics(batches: BatchAttention | Iterable[BatchAttention], cls_token_id: int = 101,
-                    sep_token_id: int = 102, punct_token_ids: Sequence[int] = (1012, 1010)) -> dict[str, np.ndarray]:
+def head_statistics(batches: BatchAttention | Iterable[BatchAttention], cls_token_id: int, sep_token_id: int,
+                    punct_token_ids: Sequence[int]) -> dict[str, np.ndarray]:
     """Per-head averages over all real query tokens of a corpus, each a (layers, heads) array.
 
-    For each head: the attention mass on [CLS], on [SEP] and on punctuation (default ids: '.' and ',' of the
-    uncased vocab); the weight on the previous token i-1 and the next token i+1 (averaged over queries that have
+    For each head: the attention mass on [CLS], on [SEP] and on punctuation (the ids come from the tokenizer:
+    ``tokenizer.cls_token_id``, ``tokenizer.sep_token_id``, :func:`punctuation_ids`); the weight on the previous token i-1 and the next token i+1 (averaged over queries that have
     a real neighbour); the entropy -sum_j p_j log p_j of the query's distribution (nats). Padding queries are
     ignored and padding keys carry zero weight. Clark et al. 2019, sections 3.1-3.3.
     """
@@ -165,11 +167,11 @@ def head_statistics(batches: BatchAttention | Iterable[BatchAttention], cls_toke
     return {name: (sums[name] / counts[name]).numpy() for name in HEAD_STATISTICS}
 
 
-def corpus_head_statistics(model: torch.nn.Module, tokenizer: Any, texts: Sequence[TextInput],
+def corpus_head_statistics(model: torch.nn.Module, tokenizer: BertTokenizer, texts: Sequence[TextInput],
                            max_seq_length: int = 128, batch_size: int = 32) -> dict[str, np.ndarray]:
     """`head_statistics` over many sentences, with [CLS], [SEP] and '.' ',' ids taken from the tokenizer."""
     return head_statistics(iter_batch_attention(model, tokenizer, texts, max_seq_length, batch_size),
-                           tokenizer.vocab["[CLS]"], tokenizer.vocab["[SEP]"], punctuation_ids(tokenizer))
+                           tokenizer.cls_token_id, tokenizer.sep_token_id, punctuation_ids(tokenizer))
 
 
 def notable_heads(stats: dict[str, np.ndarray], top: int = 2, threshold: float = 0.5) -> list[str]:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from minibert import features
+from minibert import features, metrics
 from minibert.datasets import read_mrpc
 from minibert.course import checks
 
@@ -128,19 +128,19 @@ def test_roc_auc_equals_pairwise_definition():
         s = rng.normal(size=n).round(decimals)
         y = (rng.random(n) < 0.6).astype(int)
         y[:2] = [0, 1]
-        assert features.roc_auc(s, y) == pytest.approx(brute_force_auc(s, y), abs=1e-12)
-    assert features.roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
-    np.testing.assert_array_equal(features.average_ranks(np.array([3, 1, 3, 2])), [3.5, 1, 3.5, 2])
+        assert metrics.roc_auc(s, y) == pytest.approx(brute_force_auc(s, y), abs=1e-12)
+    assert metrics.roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
+    np.testing.assert_array_equal(metrics.average_ranks(np.array([3, 1, 3, 2])), [3.5, 1, 3.5, 2])
     with pytest.raises(ValueError, match="needs both classes"):
-        features.roc_auc([0.1, 0.2], [1, 1])
+        metrics.roc_auc([0.1, 0.2], [1, 1])
     with pytest.raises(ValueError, match="labels must be 0 or 1"):
-        features.roc_auc([0.1, 0.2], [0, 2])
+        metrics.roc_auc([0.1, 0.2], [0, 2])
     with pytest.raises(ValueError, match="same length"):
-        features.roc_auc([0.1, 0.2, 0.3], [0, 1])
+        metrics.roc_auc([0.1, 0.2, 0.3], [0, 1])
 
 
 def test_check_roc_auc_names_the_failing_case():
-    checks.check_roc_auc(features.roc_auc)
+    checks.check_roc_auc(metrics.roc_auc)
     checks.check_roc_auc(brute_force_auc)
 
     def ignores_ties(s, y):

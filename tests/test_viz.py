@@ -98,7 +98,11 @@ def test_get_attention_pair_and_task_model(model, tokenizer):
         r.matrix(0, 12)
 
 
-def naive_statistics(b, cls_id=101, sep_id=102, punct=(1012, 1010)):
+def special_ids(tokenizer):
+    return tokenizer.cls_token_id, tokenizer.sep_token_id, viz.punctuation_ids(tokenizer)
+
+
+def naive_statistics(b, cls_id, sep_id, punct):
     """The same statistics with explicit loops over sentences and positions, as a second implementation."""
     L, H = len(b.attentions), b.attentions[0].shape[1]
     acc = {k: np.zeros((L, H)) for k in viz.HEAD_STATISTICS}
@@ -127,11 +131,13 @@ def naive_statistics(b, cls_id=101, sep_id=102, punct=(1012, 1010)):
     return {k: acc[k] / n[k] for k in acc}
 
 
-def test_head_statistics_match_naive_loops(batches):
+def test_head_statistics_match_naive_loops(batches, tokenizer):
     (b,) = batches
     small = viz.BatchAttention(tuple(a[:, :3] for a in b.attentions[:2]), b.input_ids, b.attention_mask, b.tokens)
-    got = viz.head_statistics(small)
-    want = naive_statistics(small)
+    ids = (tokenizer.cls_token_id, tokenizer.sep_token_id, viz.punctuation_ids(tokenizer))
+    assert ids == (101, 102, [1012, 1010])  # bert-base-uncased's [CLS], [SEP], '.', ','
+    got = viz.head_statistics(small, *ids)
+    want = naive_statistics(small, *ids)
     for k in viz.HEAD_STATISTICS:
         assert got[k].shape == (2, 3)
         np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-9, err_msg=k)
@@ -148,7 +154,8 @@ def test_head_statistics_on_hand_made_heads():
     to_cls = torch.zeros(5, 5)
     to_cls[:, 0] = 1.0
     att = torch.stack([prev, to_cls])[None]  # (1, 2, 5, 5)
-    s = viz.head_statistics(viz.BatchAttention((att,), ids, mask, []))
+    special = dict(cls_token_id=101, sep_token_id=102, punct_token_ids=[1012])
+    s = viz.head_statistics(viz.BatchAttention((att,), ids, mask, []), **special)
     np.testing.assert_allclose(s["prev"][0], [1.0, 1 / 3])  # queries 1..3 have a previous token
     np.testing.assert_allclose(s["next"][0], [0.0, 0.0])
     np.testing.assert_allclose(s["cls"][0], [2 / 4, 1.0])  # head 0: queries 0 and 1 land on [CLS]
@@ -156,13 +163,14 @@ def test_head_statistics_on_hand_made_heads():
     np.testing.assert_allclose(s["punct"][0], [1 / 4, 0.0])  # query 3 looks at '.'
     np.testing.assert_allclose(s["entropy"][0], [0.0, 0.0])
     with pytest.raises(ValueError, match="does not match input_ids"):
-        viz.head_statistics(viz.BatchAttention((att,), ids[:, :4], mask[:, :4], []))
+        viz.head_statistics(viz.BatchAttention((att,), ids[:, :4], mask[:, :4], []), **special)
     with pytest.raises(ValueError, match="at least one batch"):
-        viz.head_statistics([])
+        viz.head_statistics([], **special)
 
 
-def test_notable_heads_names_the_largest_value(batches):
-    stats = viz.head_statistics(batches)
+def test_notable_heads_names_the_largest_value(batches, tokenizer):
+    stats = viz.head_statistics(batches, tokenizer.cls_token_id, tokenizer.sep_token_id,
+                                viz.punctuation_ids(tokenizer))
     lines = viz.notable_heads(stats, top=1)
     layer, head = np.unravel_index(stats["sep"].argmax(), stats["sep"].shape)
     sep_line = next(line for line in lines if line.startswith("attention to [SEP]"))
@@ -215,7 +223,7 @@ def test_plots_and_widget(model, tokenizer, batches):
     np.testing.assert_allclose(ax.collections[0].get_array().reshape(len(r.tokens), -1), r.matrix(2, 3))
     fig = viz.plot_layer(r, layer=1)
     assert sum(1 for a in fig.axes if a.images) == 12
-    fig2 = viz.plot_head_statistics(viz.head_statistics(batches))
+    fig2 = viz.plot_head_statistics(viz.head_statistics(batches, *special_ids(tokenizer)))
     assert [a.get_title() for a in fig2.axes[:6:1] if a.get_title()][:1] == ["attention to [CLS]"]
     plt.close("all")
 
@@ -245,7 +253,7 @@ def test_check_attention_entropy_accepts_right_and_names_wrong():
 
 def test_corpus_statistics_stream_batches_and_weight_by_tokens(model, tokenizer, batches):
     """Batches of different padding combine as one corpus: every real token counts once, wherever it sits."""
-    one_batch = viz.head_statistics(batches)
+    one_batch = viz.head_statistics(batches, *special_ids(tokenizer))
     streamed = viz.corpus_head_statistics(model, tokenizer, SENTENCES, batch_size=2)
     for k in viz.HEAD_STATISTICS:
         np.testing.assert_allclose(streamed[k], one_batch[k], atol=1e-5, rtol=0, err_msg=k)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from minibert import assets
 from minibert.course import solutions
-from minibert.features import roc_auc
+from minibert.metrics import roc_auc
 from minibert.heads import BertForSequenceClassification, masked_lm_loss
 from minibert.modeling import BertConfig, BertModel, explicit_attention, extended_attention_mask
 from minibert.optimization import BertAdam
@@ -394,7 +394,8 @@ def check_attention_entropy(fn: Callable[[torch.Tensor, torch.Tensor], torch.Ten
     scores = scores + (1.0 - mask.float())[None, :, None, None, :] * -10000.0
     attn = scores.softmax(-1)
     ids = torch.zeros(batch, seq, dtype=torch.long)
-    expected = head_statistics(BatchAttention(tuple(attn), ids, mask, []))["entropy"]
+    expected = head_statistics(BatchAttention(tuple(attn), ids, mask, []), cls_token_id=101, sep_token_id=102,
+                               punct_token_ids=())["entropy"]  # entropy needs no ids; bert-base-uncased's here
     got = fn(attn.clone(), mask.clone())
     got = np.asarray(got.detach() if isinstance(got, torch.Tensor) else got, dtype=np.float64)
     if got.shape != expected.shape:
