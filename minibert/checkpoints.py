@@ -24,7 +24,6 @@ import logging
 import os
 import pickle
 import re
-import re
 from pathlib import Path
 from typing import Any
 
@@ -74,28 +73,6 @@ def read_config(folder: str | os.PathLike) -> tuple[BertConfig, dict[str, Any]]:
     with open(path, encoding="utf-8") as f:
         raw = json.load(f)
     return BertConfig.from_dict(raw), raw
-
-
-def torch_load(path: Path, expected: str, if_unsafe: str, if_corrupt: str) -> Any:
-    """``torch.load(path, weights_only=True)``: no code in the file runs. A pickle that holds more than tensors
-    and plain data is refused as unsafe (``if_unsafe`` says what to do); a truncated or damaged file is called
-    that, with ``expected`` and ``if_corrupt``, and never sent to the unsafe loader, which could not repair it."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
-        raise
-    except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported (global: GLOBAL \S+|operand \S+|class \S+)", str(err))
-        if found:  # weights_only met an object it will not build: building it could run code
-            raise ValueError(f"refusing to load {path}: it is a pickle that holds more than tensors and plain data "
-                             f"({found.group(0)}), and unpickling it could run arbitrary code. {if_unsafe}") from None
-        reason = str(err).strip().splitlines()[-1][:200]
-        raise ValueError(f"cannot read {path}: the file is truncated or corrupt ({reason}); expected {expected}. "
-                         f"{if_corrupt}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise ValueError(f"cannot read {path}: the file is truncated or corrupt ({reason}); expected {expected}. "
-                         f"{if_corrupt}") from None
 
 
 def torch_load(path: Path, expected: str, if_unsafe: str, if_corrupt: str) -> Any:
