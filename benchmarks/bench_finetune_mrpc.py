@@ -35,7 +35,7 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def run_minibert(args, folder, train_f, dev_f):
+def run_minibert(args, folder, train_f, dev_f, pad_token_id: int):
     from minibert import BertForSequenceClassification
     from minibert.training import TrainingArguments, train
 
@@ -43,26 +43,25 @@ def run_minibert(args, folder, train_f, dev_f):
     model = BertForSequenceClassification.from_pretrained(folder, num_labels=2)
     init = {k: v.clone() for k, v in model.classifier.state_dict().items()}
     targs = TrainingArguments(learning_rate=args.lr, num_train_epochs=args.epochs, train_batch_size=args.batch_size,
-                              warmup_proportion=args.warmup, seed=args.seed, device="cpu", precision="fp32")
+                              warmup_proportion=args.warmup, seed=args.seed, device="cpu", precision="fp32",
+                              pad_token_id=pad_token_id)
     start = time.perf_counter()
     res = train(model, train_f, targs, eval_features=dev_f)
     return res.eval.metrics, time.perf_counter() - start, res.state.epoch_times, init
 
 
-def run_transformers(args, folder, train_f, dev_f, classifier_init):
+def run_transformers(args, folder, train_f, dev_f, classifier_init, pad_token_id: int):
     import transformers
     from minibert.runtime import set_seed
-    from minibert.training import _loss_of, evaluate, length_bucketed_batches, num_update_steps, pad_collate
+    from minibert.data import collate
+    from minibert.optimization import optimizer_grouped_parameters
+    from minibert.training import _loss_of, evaluate, length_bucketed_batches, num_update_steps
 
     torch.manual_seed(args.seed)
     transformers.logging.set_verbosity_error()
     model = transformers.BertForSequenceClassification.from_pretrained(str(folder), num_labels=2)
     model.classifier.load_state_dict(classifier_init)  # the same starting head as minibert's
-    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
-    groups = [{"params": [p for n, p in model.named_parameters() if not any(nd in n for nd in no_decay)],
-               "weight_decay": 0.01},
-              {"params": [p for n, p in model.named_parameters() if any(nd in n for nd in no_decay)],
-               "weight_decay": 0.0}]
+    groups = optimizer_grouped_parameters(model, weight_decay=0.01)  # the same groups as minibert's loop
     t_total = num_update_steps(len(train_f), args.batch_size, args.epochs)
     if args.transformers_optimizer == "bertadam":  # schedule and per-tensor clipping live inside BertAdam
         from minibert.optimization import BertAdam
@@ -78,7 +77,7 @@ def run_transformers(args, folder, train_f, dev_f, classifier_init):
     for epoch in range(args.epochs):
         t0 = time.perf_counter()
         for batch in length_bucketed_batches(lengths, args.batch_size, args.seed, epoch):
-            loss = _loss_of(model(**pad_collate([train_f[i] for i in batch])))
+            loss = _loss_of(model(**collate([train_f[i] for i in batch], pad_token_id=pad_token_id)))
             loss.backward()
             if scheduler is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -87,7 +86,8 @@ def run_transformers(args, folder, train_f, dev_f, classifier_init):
                 scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         epoch_times.append(time.perf_counter() - t0)
-        metrics = evaluate(model, dev_f, 64, "cpu").metrics
+        metrics = evaluate(model, dev_f, 64, "cpu",
+                           collate_fn=lambda f: collate(f, pad_token_id=pad_token_id)).metrics
     return metrics, time.perf_counter() - start, epoch_times
 
 
@@ -98,7 +98,7 @@ def main() -> None:
     from minibert import BertTokenizer
     from minibert.assets import checkpoint_path
     from minibert.datasets import read_mrpc
-    from minibert.training import encode_examples
+    from minibert.data import encode_examples
 
     folder = checkpoint_path(None)
     tok = BertTokenizer.from_pretrained(folder)
@@ -111,11 +111,11 @@ def main() -> None:
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU fp32")
 
     rows = {}
-    ours = run_minibert(args, folder, train_f, dev_f)
+    ours = run_minibert(args, folder, train_f, dev_f, tok.pad_token_id)
     rows["minibert (BertAdam)"] = ours[:3]
     if args.only != "minibert":
         name = "transformers (BertAdam)" if args.transformers_optimizer == "bertadam" else "transformers (AdamW)"
-        rows[name] = run_transformers(args, folder, train_f, dev_f, ours[3])
+        rows[name] = run_transformers(args, folder, train_f, dev_f, ours[3], tok.pad_token_id)
     print(f"\n{'':24s} {'dev acc':>8s} {'dev F1':>8s} {'train s':>9s} {'s/epoch':>9s}")
     for name, (m, secs, epochs) in rows.items():
         print(f"{name:24s} {m['accuracy']:8.4f} {m['f1']:8.4f} {secs:9.1f} {secs / len(epochs):9.1f}")

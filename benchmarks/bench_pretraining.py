@@ -17,6 +17,7 @@ import torch
 from minibert import BertAdam, BertConfig, BertForPreTraining
 from minibert import pretraining as P
 from minibert.assets import data_path, vocab_path
+from minibert.optimization import optimizer_grouped_parameters
 from minibert.tokenization import BertTokenizer
 
 
@@ -46,7 +47,7 @@ def main() -> None:
                      max_position_embeddings=args.seq, hidden_dropout_prob=args.dropout,
                      attention_probs_dropout_prob=args.dropout)
     model = BertForPreTraining(cfg)
-    collate = P.PretrainingCollator(tok.vocab, max_predictions_per_seq=round(0.15 * args.seq) + 1, seed=args.seed)
+    collate = P.PretrainingCollator(tok, max_predictions_per_seq=round(0.15 * args.seq) + 1, seed=args.seed)
     held = P.fixed_batches(data.held_out, collate, 128)
 
     # step time from throw-away steps on a copy (the first 3 warm up), to set t_total for the budget
@@ -58,15 +59,12 @@ def main() -> None:
                             BertAdam(probe.parameters(), lr=args.lr, schedule=None), num_steps=8, batch_size=args.batch)
     step_s = probe_hist.seconds / 8
     num_steps = max(int(args.seconds / step_s), 10)
-    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
-    groups = [{"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)]},
-              {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
-               "weight_decay": 0.0}]
-    opt = BertAdam(groups, lr=args.lr, warmup=0.1, t_total=num_steps, weight_decay=0.01)
+    opt = BertAdam(optimizer_grouped_parameters(model, 0.01), lr=args.lr, warmup=0.1, t_total=num_steps,
+                   weight_decay=0.01)
     hist = P.pretrain(model, data.train, collate, opt, num_steps, args.batch, max_seconds=args.seconds * 1.05,
                       seed=args.seed)
     ours = P.evaluate_pretraining(model, held)
-    uni = P.unigram_baseline(data.train, held, tok.vocab)
+    uni = P.unigram_baseline(data.train, held)
     nsp = torch.cat([b["next_sentence_label"] for b in held]).float().mean().item()
     majority = max(nsp, 1 - nsp)
 

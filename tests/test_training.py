@@ -15,7 +15,7 @@ from minibert.course import checks, widgets
 from minibert.metrics import accuracy, classification_metrics, confusion_matrix, f1_score, matthews_corrcoef
 from minibert.data import collate, encode_examples
 from minibert.training import (StopTraining, TrainingArguments, evaluate, length_bucketed_batches, load_checkpoint,
-                               num_update_steps, resolve_precision, train)
+                               num_update_steps, resolve_precision, sequence_classification_metrics, train)
 
 
 class TinyClassifier(nn.Module):
@@ -429,3 +429,82 @@ def test_torchrun_with_setup_distributed_matches_one_process(tmp_path):
     assert proc.returncode == 0, (f"torchrun exited with {proc.returncode}\n--- stdout ---\n{out_text}\n"
                                   f"--- stderr ---\n{err}")
     assert_same_as_one_process(out)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One loop for every head: token labels, answer spans, multiple choice (real minibert heads, tiny config)
+
+
+def tiny_bert_config():
+    from minibert import BertConfig
+
+    return BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=32, max_position_embeddings=32, hidden_dropout_prob=0.0,
+                      attention_probs_dropout_prob=0.0)
+
+
+def task_features(task: str, n: int = 48, seed: int = 0):
+    """Learnable toy data: NER-like tags (token id mod 3), the span of the first 7 ... first 9, or which of two
+    choices holds a 7."""
+    rng = np.random.default_rng(seed)
+    feats = []
+    for i in range(n):
+        ids = rng.integers(10, 40, size=int(rng.integers(6, 15))).tolist()
+        if task == "tokens":
+            feats.append({"input_ids": ids, "labels": [-100] + [t % 3 for t in ids[1:]]})
+        elif task == "spans":
+            s = int(rng.integers(1, len(ids) - 3))
+            ids[s], ids[s + 2] = 7, 9
+            feats.append({"input_ids": ids, "start_positions": s, "end_positions": s + 2})
+        else:
+            other = rng.integers(10, 40, size=int(rng.integers(4, 12))).tolist()
+            ids[int(rng.integers(len(ids)))] = 7
+            label = int(rng.integers(2))
+            choices = [other, ids] if label == 1 else [ids, other]
+            feats.append({"guid": f"swag-{i}", "input_ids": choices, "token_type_ids": [[0] * len(c) for c in choices],
+                          "label": label})
+    return feats
+
+
+@pytest.mark.parametrize("task", ["tokens", "spans", "choices"])
+def test_one_loop_trains_every_head(task):
+    from minibert import BertForMultipleChoice, BertForQuestionAnswering, BertForTokenClassification
+
+    torch.manual_seed(0)
+    cfg = tiny_bert_config()
+    model = {"tokens": lambda: BertForTokenClassification(cfg, num_labels=3),
+             "spans": lambda: BertForQuestionAnswering(cfg),
+             "choices": lambda: BertForMultipleChoice(cfg, num_choices=2)}[task]()
+    feats, dev = task_features(task), task_features(task, n=10, seed=1)
+    metrics = None if task != "choices" else sequence_classification_metrics
+    res = train(model, feats, quick_args(learning_rate=3e-3, num_train_epochs=8, train_batch_size=8),
+                eval_features=dev, metrics_fn=metrics)
+    assert np.mean(res.losses[-6:]) < 0.8 * np.mean(res.losses[:6]), res.losses  # it learns
+    out = res.eval
+    lengths = [len(f["input_ids"]) for f in dev]
+    if task == "tokens":  # per-token logits cut to each feature's length, in feature order
+        assert [tuple(x.shape) for x in out.logits] == [(n, 3) for n in lengths]
+        assert [len(y) for y in out.labels] == lengths and out.metrics == {}
+    elif task == "spans":  # (start, end) logits per feature
+        assert [(tuple(s.shape), tuple(e.shape)) for s, e in out.logits] == [((n,), (n,)) for n in lengths]
+        assert out.preds is None
+    else:  # (n, num_choices), scored like a classification
+        assert out.logits.shape == (10, 2) and set(out.metrics) == {"accuracy", "f1", "mcc", "loss"}
+
+
+def test_the_model_checks_its_inputs_on_the_first_batch_only():
+    from minibert import BertForTokenClassification
+
+    torch.manual_seed(0)
+    model = BertForTokenClassification(tiny_bert_config(), num_labels=3)
+    seen = []
+    forward = model.forward
+
+    def spy(*args, **kwargs):
+        seen.append(model.check_inputs)
+        return forward(*args, **kwargs)
+
+    model.forward = spy
+    train(model, task_features("tokens", 24), quick_args(num_train_epochs=1, gradient_accumulation_steps=2))
+    assert seen == [True] + [False] * (len(seen) - 1) and len(seen) == 6  # 3 updates x 2 micro-batches
+    assert model.check_inputs  # on again for direct calls
