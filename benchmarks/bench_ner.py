@@ -1,0 +1,93 @@
+"""Fine-tune the packaged all-MiniLM-L6-v2 on notebook 15's fast-mode CoNLL-2003 subset with minibert and with
+transformers, same run: same features, batches, schedule and optimizer; print entity F1 and time for both.
+
+Both models go through minibert's one training loop (``training.train``), so batches, BertAdam, warmup and
+clipping are identical by construction, and the tagging head starts from the same random values.
+
+    python benchmarks/bench_ner.py                              # 1500 train sentences, the full validation set
+    python benchmarks/bench_ner.py --train-sentences 400 --valid-sentences 800
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--train-sentences", type=int, default=1500)
+    p.add_argument("--valid-sentences", type=int, default=None, help="default: all 3250")
+    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    return p.parse_args()
+
+
+def word_tags(result, sentences, labels):
+    """The argmax on each word's first piece; words cut by max_seq_length get 'O'."""
+    out = []
+    for logits, y, s in zip(result.logits, result.labels, sentences):
+        first = np.flatnonzero(np.asarray(y) != -100)
+        tags = [labels[i] for i in np.asarray(logits)[first].argmax(-1)]
+        out.append(tags + ["O"] * (len(s.words) - len(tags)))
+    return out
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import transformers
+    from minibert import BertForTokenClassification, BertTokenizer
+    from minibert.assets import checkpoint_path
+    from minibert.datasets import CONLL2003_LABELS, encode_tagged, read_conll2003
+    from minibert.metrics import ner_scores
+    from minibert.training import TrainingArguments, evaluate, train
+
+    transformers.logging.set_verbosity_error()
+    folder = checkpoint_path(None)
+    tok = BertTokenizer.from_pretrained(folder)
+    train_all = read_conll2003("train")
+    train_s = [train_all[i] for i in np.random.default_rng(args.seed).permutation(len(train_all))[:args.train_sentences]]
+    valid = read_conll2003("valid")[:args.valid_sentences]
+    train_f = encode_tagged(train_s, tok, CONLL2003_LABELS, args.max_seq_length)
+    valid_f = encode_tagged(valid, tok, CONLL2003_LABELS, args.max_seq_length)
+    print(f"CoNLL-2003: {len(train_f)} train sentences, {len(valid_f)} validation sentences; seq "
+          f"{args.max_seq_length}, batch {args.batch_size}, lr {args.lr}, {args.epochs} epoch(s); torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads, CPU fp32")
+
+    n = len(CONLL2003_LABELS)
+    torch.manual_seed(args.seed)
+    ours = BertForTokenClassification.from_pretrained(folder, num_labels=n)
+    theirs = transformers.BertForTokenClassification.from_pretrained(str(folder), num_labels=n)
+    theirs.classifier.load_state_dict(ours.classifier.state_dict())  # the same starting head
+    targs = TrainingArguments(learning_rate=args.lr, num_train_epochs=args.epochs, train_batch_size=args.batch_size,
+                              seed=args.seed, device="cpu", precision="fp32", progress=False,
+                              evaluate_every_epoch=False, pad_token_id=tok.pad_token_id, num_labels=n)
+    gold = [list(s.tags) for s in valid]
+    rows = {}
+    for name, model in (("minibert", ours), ("transformers", theirs)):
+        start = time.perf_counter()
+        res = train(model, train_f, targs, metrics_fn=None)
+        train_secs = time.perf_counter() - start
+        start = time.perf_counter()
+        out = evaluate(model, valid_f, 64, "cpu", metrics_fn=None)
+        rows[name] = (ner_scores(gold, word_tags(out, valid, CONLL2003_LABELS)), train_secs,
+                      time.perf_counter() - start, res.losses[-1])
+    print(f"\n{'':14s} {'P':>6s} {'R':>6s} {'F1':>6s} {'train s':>8s} {'eval s':>7s} {'last loss':>9s}")
+    for name, (s, tr, ev, loss) in rows.items():
+        print(f"{name:14s} {100 * s['precision']:6.1f} {100 * s['recall']:6.1f} {100 * s['f1']:6.1f} {tr:8.1f} "
+              f"{ev:7.1f} {loss:9.4f}")
+    (so, to, eo, _), (st, tt, et, _) = rows.values()
+    print(f"{'difference':14s} {'':6s} {'':6s} {100 * (so['f1'] - st['f1']):+6.1f}  "
+          f"time minibert/transformers: train {to / tt:.2f}x, eval {eo / et:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
