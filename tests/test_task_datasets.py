@@ -102,3 +102,18 @@ def test_encode_multiple_choice_shapes(tokenizer):
     assert first.startswith("[CLS] members of the procession") and "[SEP] a drum line passes by" in first
     with pytest.raises(ValueError, match="example 'x' has no choices"):
         encode_multiple_choice([SwagExample("x", "a", "b", ())], tokenizer)
+
+
+def test_next_sentence_choices_puts_the_true_next_sentence_at_label():
+    from minibert.datasets import next_sentence_choices
+
+    docs = [[f"sentence number {i} of chapter {c} goes here" for i in range(12)] for c in range(3)]
+    examples = next_sentence_choices(docs, 20, seed=1, name="toy")
+    assert len(examples) == 20 and examples == next_sentence_choices(docs, 20, seed=1, name="toy")
+    for ex in examples:
+        i, c = int(ex.context_sentence.split()[2]), ex.context_sentence.split()[5]
+        assert ex.endings[ex.label] == f"sentence number {i + 1} of chapter {c} goes here"
+        assert len(set(ex.endings)) == 4 and ex.context_sentence not in ex.endings
+    assert {ex.label for ex in examples} == {0, 1, 2, 3}  # the true ending is not always in one place
+    with pytest.raises(ValueError, match="toy: too few sentences"):
+        next_sentence_choices([["one two three four five"]], 1, name="toy")
