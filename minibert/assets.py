@@ -69,6 +69,7 @@ _CHNSENTI = "duanruixue/chnsenticorp/348c5c68b8648a10af56aae0ea44e798fd4dafa4"
 _NLTK = "nltk/nltk/a8a85af0682d183480a553e84ca4cbf9f445fdab/corpora/gutenberg"
 _CONLL = "tparanjpe/NERC_CSE573/01a97182149a52d04b0d355bc305348a87947f32/conll2003"
 _SWAGAF = "0613674cca3612664c3a77a7d26a888ca7d3b127"
+_SAN_MRC = "74f10c582d3fb1249ef9559967dc9cb6c989acbe"  # its dev-v1.1.json is, despite the name, SQuAD 2.0
 _HF_SWAG = "b45351d3f3159db0a941c5c5c98ef44e1abaea91/tests/fixtures/tests_samples/swag"
 _RESUME = "lonePatient/BERT-NER-Pytorch/7c938a2ded28d8d379fef1879e07da08df5a1eb8/datasets/cner"
 
@@ -79,6 +80,9 @@ DATASETS: dict[str, list[Remote]] = {
     "squad": [
         Remote("squad/dev-v1.1.json", "https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v1.1.json",
                "95aa6a52d5d6a735563366753ca50492a658031da74f301ac5238b03966972c9"),
+        # the first 5 articles of the official SQuAD 2.0 dev set, for fast mode's null-answer demo
+        Remote("squad/dev-v2.0-first5articles.json", f"{_GH}/VinACE/san_mrc/{_SAN_MRC}/dev-v1.1.json",
+               "db71d0a19c3f656b1ebefafce642b828cfab269f0d906312dfb0efdc7173b31a"),
     ],
     # the training sets are for full mode only (fast mode trains on some dev articles, evaluates on others)
     "squad_train": [Remote("squad/train-v1.1.json", "https://rajpurkar.github.io/SQuAD-explorer/dataset/train-v1.1.json")],
@@ -107,6 +111,15 @@ DATASETS: dict[str, list[Remote]] = {
     "conll2003": [Remote(f"conll2003/{ours}", f"{_GH}/{_CONLL}/{theirs}") for ours, theirs in (
         ("train.txt", "eng.train"), ("valid.txt", "eng.testa"), ("test.txt", "eng.testb"))],
 }
+
+
+# Big sets that only full mode reads; `python -m minibert.assets download course` (what `make` runs) fetches the rest.
+FULL_MODE_ONLY = ("squad_train", "squad_v2", "swag")
+
+
+def course_datasets() -> list[str]:
+    """The data sets that the tests and the fast-mode notebooks read: every set but :data:`FULL_MODE_ONLY`."""
+    return [name for name in DATASETS if name not in FULL_MODE_ONLY]
 
 
 def data_dir() -> Path:
@@ -464,18 +477,19 @@ def download(*names: str, force: bool = False) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m minibert.assets download mrpc ...`` (or ``all``), or ``... checkpoint bert-base-uncased``."""
+    """``python -m minibert.assets download mrpc ...`` (or ``course``, ``all``), or ``... checkpoint <name>``."""
     parser = argparse.ArgumentParser(prog="python -m minibert.assets", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     get = sub.add_parser("download", help="data sets into $MINIBERT_DATA (or data/)")
-    get.add_argument("names", nargs="+", choices=["all", *sorted(DATASETS)])
+    get.add_argument("names", nargs="+", choices=["course", "all", *sorted(DATASETS)],
+                     help="data sets; 'course': those the tests and fast mode read; 'all': every one")
     get.add_argument("--force", action="store_true")
     ckpt = sub.add_parser("checkpoint", help="a hub checkpoint into the cache")
     ckpt.add_argument("name")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.command == "download":
-        names = list(DATASETS) if "all" in args.names else args.names
+        names = list(DATASETS) if "all" in args.names else course_datasets() if "course" in args.names else args.names
         logger.info("data in %s", download(*names, force=args.force))
     else:
         logger.info("checkpoint in %s", checkpoint_path(args.name))
