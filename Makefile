@@ -52,10 +52,11 @@ $(ENV_DIR)/.minibert-%-installed: pyproject.toml | $(VENV)
 install-course: $(ENV_DIR)/.minibert-course-installed
 install-test: $(ENV_DIR)/.minibert-test-installed
 
-# The data sets into data/ (progress bars; files already there are skipped), unless MINIBERT_DATA names
+# The data sets that the tests and fast mode read, into data/ (progress bars; files already there are skipped;
+# full mode downloads its big sets itself), unless MINIBERT_DATA names
 # another folder that already holds them.
 data:
-	@if [ "$(MINIBERT_DATA)" = "$(CURDIR)/data" ]; then $(PY) -m minibert.assets download all; fi
+	@if [ "$(MINIBERT_DATA)" = "$(CURDIR)/data" ]; then $(PY) -m minibert.assets download course; fi
 
 course: install-course
 	$(MAKE) data
