@@ -4,11 +4,13 @@ Each notebook starts with an empty data folder and an empty cache, and gets its 
 the course's own download code, from a local mirror of the public URLs (tests/mirror.py) instead of the
 internet. There ``bert-base-uncased`` is a small BERT in the hub's layout, so the online path (download,
 cache, ``bert.`` prefix, heads) runs end to end. Notebooks are found by name, so new ones are run too.
-Run one with ``pytest tests/test_notebooks.py -k 04_``.
+Run one with ``pytest tests/test_notebooks.py -k 04_``; set ``MINIBERT_NOTEBOOK_OUT`` to a folder to keep the
+executed notebooks (with their outputs) there.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -54,5 +56,9 @@ def test_notebook_runs_on_a_learners_machine(path, mirror, tmp_path, monkeypatch
     except CellExecutionError as err:  # its message holds the cell's source and the traceback
         plain = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # without the terminal colours of the traceback
         pytest.fail(f"{path.name} failed in a cell:\n{plain}", pytrace=False)
+    finally:
+        if os.environ.get("MINIBERT_NOTEBOOK_OUT"):
+            Path(os.environ["MINIBERT_NOTEBOOK_OUT"]).mkdir(parents=True, exist_ok=True)
+            nbformat.write(notebook, Path(os.environ["MINIBERT_NOTEBOOK_OUT"]) / path.name)
     assert _listing(NOTEBOOK_DIR) == before, \
         f"{path.name} left files next to the notebooks: write run outputs under assets.runs_dir(name)"
