@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import unicodedata
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -22,6 +21,7 @@ import torch
 from minibert.data import collate
 from minibert.datasets import SquadExample
 from minibert.metrics import normalize_answer, squad_f1
+from minibert.tokenization import _is_chinese_char, _is_punctuation, _is_whitespace
 
 logger = logging.getLogger(__name__)
 
@@ -32,28 +32,18 @@ __all__ = ["context_pieces", "tokenize_context", "doc_spans", "max_context", "Wi
 Span = Tuple[int, int]  # [start, end) character offsets into the context
 
 
-def _is_piece_breaker(ch: str) -> bool:
-    """Characters that BERT's BasicTokenizer makes into a token of their own: punctuation and CJK."""
-    cp = ord(ch)
-    if (33 <= cp <= 47) or (58 <= cp <= 64) or (91 <= cp <= 96) or (123 <= cp <= 126):
-        return True
-    if unicodedata.category(ch).startswith("P"):
-        return True
-    return (0x4E00 <= cp <= 0x9FFF) or (0x3400 <= cp <= 0x4DBF) or (0x20000 <= cp <= 0x2A6DF) \
-        or (0xF900 <= cp <= 0xFAFF) or (0x2F800 <= cp <= 0x2FA1F)
-
-
 def context_pieces(context: str) -> List[Span]:
     """Character spans of the pieces BERT's BasicTokenizer would make: whitespace-separated runs, split
     around punctuation and CJK characters. Tokenizing each piece alone gives the same WordPieces as
     tokenizing the whole text, so each WordPiece can carry its piece's span."""
     spans, start = [], None
     for i, ch in enumerate(context):
-        if ch.isspace() or _is_piece_breaker(ch):
+        space = _is_whitespace(ch)
+        if space or _is_punctuation(ch) or _is_chinese_char(ord(ch)):
             if start is not None:
                 spans.append((start, i))
                 start = None
-            if not ch.isspace():
+            if not space:
                 spans.append((i, i + 1))
         elif start is None:
             start = i
