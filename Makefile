@@ -56,7 +56,7 @@ install-test: $(ENV_DIR)/.minibert-test-installed
 # full mode downloads its big sets itself), unless MINIBERT_DATA names
 # another folder that already holds them.
 data:
-	@if [ "$(MINIBERT_DATA)" = "$(CURDIR)/data" ]; then $(PY) -m minibert.assets download course; fi
+	@if [ "$(MINIBERT_DATA)" = "$(CURDIR)/data" ]; then $(PY) -m minibert download course; fi
 
 course: install-course
 	$(MAKE) data

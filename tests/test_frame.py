@@ -39,7 +39,7 @@ def test_missing_file_names_path_variable_and_command(tmp_path, monkeypatch):
     message = str(err.value)
     assert str(tmp_path / "mrpc" / "train.tsv") in message
     assert "MINIBERT_DATA" in message
-    assert "python -m minibert.assets download mrpc" in message
+    assert "python -m minibert download mrpc" in message
 
 
 def test_missing_file_without_variable_says_so(monkeypatch):
