@@ -47,7 +47,7 @@ def _check_labels(labels: torch.Tensor, name: str, shape: tuple[int, ...], num_c
         labels = labels.masked_fill(labels == -1, IGNORE_INDEX)
     if check_values and labels.numel() and not _is_compiling():
         valid = labels.masked_fill(labels == IGNORE_INDEX, 0) if allow_ignore else labels
-        lo, hi = (t.item() for t in torch.aminmax(valid))
+        lo, hi = torch.stack(torch.aminmax(valid)).tolist()  # one host sync
         if lo < 0 or hi >= num_classes:
             ignore = " (-1 or -100 mark positions to ignore)" if allow_ignore else ""
             raise ValueError(f"{name} contain {int(lo if lo < 0 else hi)}, outside [0, {num_classes})"

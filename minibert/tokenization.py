@@ -89,11 +89,6 @@ def load_vocab(vocab_file: str | os.PathLike) -> "collections.OrderedDict[str, i
     return vocab
 
 
-def whitespace_tokenize(text: str) -> list[str]:
-    """Split on whitespace (Python's `str.split`, as the original does)."""
-    return text.split()
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Character classes (Google's definitions; each a small pure function that can be tested alone)
 
@@ -503,11 +498,6 @@ class BertTokenizer:
         if padding:
             self._pad(enc, max_length)
         return enc
-
-    def encode_pair(self, text_a: str, text_b: str, max_length: int | None = None,
-                    padding: bool = False) -> dict[str, list[int]]:
-        """[CLS] a [SEP] b [SEP] (same as encode with text_b)."""
-        return self.encode(text_a, text_b, max_length=max_length, padding=padding)
 
     def _pad(self, enc: dict[str, list[int]], length: int) -> None:
         n = len(enc["input_ids"])

@@ -179,3 +179,48 @@ def test_attention_path_can_be_chosen_at_load_time():
     assert {m.attn_implementation for m in model.modules() if hasattr(m, "attn_implementation")} == {"explicit"}
     with pytest.raises(ValueError, match="attn_implementation must be one of"):
         BertModel.from_pretrained(None, attn_implementation="flash")
+
+
+@pytest.mark.parametrize("name, heads_named", [
+    ("BertForMaskedLM", ["masked-LM head (cls.predictions.*)"]),
+    ("BertForPreTraining", ["masked-LM head (cls.predictions.*)", "next-sentence head (cls.seq_relationship.*)"]),
+    ("BertForSequenceClassification", ["classifier (classifier.*)"]),
+    ("BertForQuestionAnswering", ["span head (start/end scores) (qa_outputs.*)"]),
+    ("BertModel", []),
+])
+def test_missing_head_weights_are_a_warning_that_names_the_head(name, heads_named, caplog):
+    """The packaged MiniLM has no MLM or NSP weights: a model with those heads predicts noise until trained."""
+    with caplog.at_level(logging.WARNING, logger="minibert.checkpoints"):
+        heads.MODEL_CLASSES[name].from_pretrained(None)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if not heads_named:
+        assert warnings == []
+        return
+    assert len(warnings) == 1, warnings
+    assert f"Weights of {name} not initialized from the" in warnings[0]
+    assert "from random values and must be trained" in warnings[0]
+    for head in heads_named:
+        assert head in warnings[0]
+
+
+def test_a_new_head_is_one_class(tmp_path, caplog):
+    """A task model declares its head's prefix; a base checkpoint loads into it, and its own checkpoint loads
+    back into it and into BertModel (which skips the head)."""
+
+    class BertForRegression(heads.BertPreTrainedModel):
+        checkpoint_heads = {"regressor.": "regressor"}
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.bert = BertModel(config)
+            self.regressor = torch.nn.Linear(config.hidden_size, 1)
+            self.init_weights()
+
+    with caplog.at_level(logging.WARNING, logger="minibert.checkpoints"):
+        model = BertForRegression.from_pretrained(None)
+    assert "regressor (regressor.*)" in caplog.text and "random values" in caplog.text
+    model.save_pretrained(tmp_path)
+    again = BertForRegression.from_pretrained(tmp_path)
+    assert torch.equal(again.regressor.weight, model.regressor.weight)
+    bare = BertModel.from_pretrained(tmp_path)  # "regressor.*" is a known head: skipped, not an error
+    assert torch.equal(bare.pooler.dense.weight, model.bert.pooler.dense.weight)

@@ -1,10 +1,7 @@
-"""Every head vs the transformers class with the same random weights, exchanged by name both ways."""
-import dataclasses
-
+"""Every head vs the transformers class with the same random weights, exchanged by name both ways; the masked-LM
+loss computed at the masked positions only; label checks."""
 import pytest
 import torch
-
-transformers = pytest.importorskip("transformers")
 
 from minibert import heads
 from minibert.checkpoints import load_state_dict_into
@@ -57,6 +54,7 @@ MODELS = {
 
 
 def _build(name, config, kwargs):
+    transformers = pytest.importorskip("transformers")
     ours = getattr(heads, name)(config, **kwargs).eval()
     hf_config = transformers.BertConfig(**config.to_dict(), num_labels=kwargs.get("num_labels", 2))
     theirs = getattr(transformers, name)(hf_config).eval()
@@ -189,3 +187,48 @@ def test_bad_labels_raise_clear_errors(make, call, match):
     ids = torch.randint(1, 1000, (2, 9))
     with pytest.raises(ValueError, match=match):
         call(make(CHINESE_SMALL), ids)
+
+
+@pytest.mark.parametrize("name", ["BertForMaskedLM", "BertForPreTraining"])
+def test_masked_lm_loss_is_computed_at_the_masked_positions_only(name):
+    torch.manual_seed(0)
+    model = getattr(heads, name)(CHINESE_SMALL).eval()
+    ids = torch.randint(1, 1000, (3, 10))
+    mask = torch.ones(3, 10, dtype=torch.long)
+    mask[2, 7:] = 0
+    labels = torch.full((3, 10), -100)
+    labels[0, [1, 4]], labels[1, 8], labels[2, 2] = torch.tensor([5, 6]), 7, 8
+    labels[1, 3] = -1  # the 2019 marker is ignored too
+    nsp = {"next_sentence_label": torch.tensor([0, 1, 0])} if name == "BertForPreTraining" else {}
+    rows = []
+    hook = model.cls.predictions.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[:-1].numel()))
+    with torch.no_grad():
+        loss = model(ids, attention_mask=mask, masked_lm_labels=labels, **nsp)
+        scores = model(ids, attention_mask=mask)
+    hook.remove()
+    assert rows == [4, 3 * 10]  # the vocabulary projection ran on the 4 labelled positions, then on all 30
+    full_scores, nsp_scores = scores if name == "BertForPreTraining" else (scores, None)
+    expected = heads.masked_lm_loss(full_scores, labels)
+    if nsp:
+        expected = expected + torch.nn.functional.cross_entropy(nsp_scores, nsp["next_sentence_label"])
+    # the same per-position scores, from a matmul over 4 rows instead of 30: 1e-6 covers fp32 blocking
+    torch.testing.assert_close(loss, expected, atol=1e-6, rtol=0)
+
+
+def test_label_checks_follow_the_models_check_inputs_switch(monkeypatch):
+    syncs = []
+    for method in ("item", "tolist"):
+        original = getattr(torch.Tensor, method)
+        monkeypatch.setattr(torch.Tensor, method, lambda t, _o=original, _n=method: syncs.append(_n) or _o(t))
+    model = heads.BertForSequenceClassification(CHINESE_SMALL, num_labels=3).eval()
+    ids, labels = torch.randint(1, 1000, (2, 9)), torch.tensor([0, 2])
+    with torch.no_grad():
+        checked = model(ids, labels=labels)
+        assert len(syncs) == 2  # inputs, then labels
+        model.check_inputs = False  # what a training loop does after its first, checked batch
+        assert model.bert.check_inputs is False
+        unchecked = model(ids, labels=labels)
+    assert len(syncs) == 2 and torch.equal(checked, unchecked)
+    model.check_inputs = True
+    with pytest.raises(ValueError, match=r"labels contain 3, outside \[0, 3\)"):
+        model(ids, labels=torch.tensor([0, 3]))

@@ -21,7 +21,11 @@ from minibert.assets import checkpoint_path, data_path, vocab_path
 from minibert.course import checks, demos
 from minibert.datasets import read_chnsenticorp, read_mrpc
 
-legacy = pytest.importorskip("transformers.models.bert.tokenization_bert_legacy")
+
+def _legacy():
+    """transformers' pure-Python tokenizer module; only the parity tests need it (they skip without it)."""
+    return pytest.importorskip("transformers.models.bert.tokenization_bert_legacy")
+
 
 UNCASED = vocab_path("bert-base-uncased")
 CHINESE = vocab_path("bert-base-chinese")
@@ -32,6 +36,7 @@ CONFIG_IDS = ["uncased-lower", "uncased-keepcase", "chinese-lower", "chinese-kee
 @pytest.fixture(scope="module")
 def pairs():
     """(ours, reference) for each vocab x do_lower_case, built once: both keep per-instance caches."""
+    legacy = _legacy()
     return {(v, lc): (BertTokenizer(v, do_lower_case=lc), legacy.BertTokenizerLegacy(str(v), do_lower_case=lc))
             for v, lc in CONFIGS}
 
@@ -134,7 +139,7 @@ _FLAG_CACHE: dict = {}
 def _flag_pair(**kwargs):
     key = tuple(sorted(kwargs.items()))
     if key not in _FLAG_CACHE:
-        _FLAG_CACHE[key] = (BertTokenizer(UNCASED, **kwargs), legacy.BertTokenizerLegacy(str(UNCASED), **kwargs))
+        _FLAG_CACHE[key] = (BertTokenizer(UNCASED, **kwargs), _legacy().BertTokenizerLegacy(str(UNCASED), **kwargs))
     return _FLAG_CACHE[key]
 
 
@@ -142,9 +147,62 @@ def test_basic_tokenizer_matches_reference_basic_tokenizer():
     texts = ["hello[SEP]world", " [CLS] a\u00a0b ", "ÀÉÎõü", "\u0301\u0301", "x\u2028y\u0085z"] + FRAGMENTS[::50]
     for lc in (True, False):
         ours = BasicTokenizer(do_lower_case=lc, never_split=())
-        ref = legacy.BasicTokenizer(do_lower_case=lc)
+        ref = _legacy().BasicTokenizer(do_lower_case=lc)
         for text in texts:
             assert ours.tokenize(text) == ref.tokenize(text), text
+
+
+def _google_words(text: str) -> list[str]:
+    """Google's whole-text steps as the small functions spell them: clean, space CJK, (NFC,) split."""
+    return unicodedata.normalize("NFC", T._tokenize_chinese_chars(T._clean_text(text))).split()
+
+
+def _google_pieces(word: str, do_lower_case: bool) -> list[str]:
+    """Google's per-word steps: lower-case and strip accents, then split off punctuation."""
+    if do_lower_case:
+        word = T._run_strip_accents(word.lower())
+    return [p for piece in T._run_split_on_punc(word) for p in piece.split()]
+
+
+def test_fast_basic_tokenizer_equals_googles_small_functions_on_every_corpus_sentence():
+    """BasicTokenizer runs a translate table and per-word caches; the small functions are the definition."""
+    for lc in (True, False):
+        ours = BasicTokenizer(do_lower_case=lc)
+        for text in _all_sentences()[::7] + FRAGMENTS[::20]:
+            words = ours._words(text)
+            assert words == _google_words(text), text
+            for word in words:
+                assert ours._split_word(word) == _google_pieces(word, lc), (lc, word)
+
+
+@settings(max_examples=3_000, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(text=TEXTS)
+def test_fast_basic_tokenizer_equals_googles_small_functions_on_generated_text(text):
+    for lc in (True, False):
+        ours = _BASIC[lc]
+        words = ours._words(text)
+        assert words == _google_words(text), text
+        assert [p for w in words for p in ours._split_word(w)] == [p for w in words for p in _google_pieces(w, lc)]
+
+
+_BASIC = {lc: BasicTokenizer(do_lower_case=lc) for lc in (True, False)}
+
+
+def test_special_token_ids_come_from_the_tokenizer(tmp_path):
+    tok = BertTokenizer(UNCASED)
+    assert (tok.pad_token_id, tok.unk_token_id, tok.cls_token_id, tok.sep_token_id, tok.mask_token_id) == \
+        (0, 100, 101, 102, 103)
+    # a vocab in another order (as train_wordpiece writes one) moves every id
+    own = BertTokenizer(_write_vocab(tmp_path, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello"]))
+    assert (own.pad_token_id, own.unk_token_id, own.cls_token_id, own.sep_token_id, own.mask_token_id) == \
+        (0, 1, 2, 3, 4)
+    enc = own.encode("hello", "hello", max_length=8, padding=True)
+    assert enc == {"input_ids": [2, 5, 3, 5, 3, 0, 0, 0], "token_type_ids": [0, 0, 0, 1, 1, 0, 0, 0],
+                   "attention_mask": [1, 1, 1, 1, 1, 0, 0, 0]}
+    no_mask = BertTokenizer(_write_vocab(tmp_path, ["[UNK]", "[CLS]", "[SEP]"], "small.txt"))
+    with pytest.raises(ValueError, match=r"the vocab has no mask token '\[MASK\]'"):
+        no_mask.mask_token_id
 
 
 # ---------------------------------------------------------------------------------------------------------
