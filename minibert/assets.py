@@ -100,6 +100,10 @@ DATASETS: dict[str, list[Remote]] = {
         Remote("vocab/bert-base-chinese-vocab.txt", f"{HUB_URL}/bert-base-chinese/resolve/main/vocab.txt",
                "45bbac6b341c319adc98a532532882e91a9cefc0329aa57bac9ae761c27b291c"),
         Remote("vocab/bert-base-chinese-config.json", f"{HUB_URL}/bert-base-chinese/resolve/main/config.json"),
+        # Google's own bert_config.json of BERT-Base uncased (the hub's config.json is in transformers' format)
+        Remote("vocab/bert-base-uncased-bert_config.json",
+               f"{_GH}/Nstats/my_bert/397800c6c7b42ca01ac4a61a5d91640014bbe4b7/data/pretrained_model/uncased_base/"
+               "bert_config.json", "7b4e5f53efbd058c67cda0aacfafb340113ea1b5797d9ce6ee411704ba21fcbc"),
     ],
     "lm_text": [
         Remote("lm_text/sample_text.txt",
