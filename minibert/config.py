@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -51,8 +52,23 @@ class BertConfig:
     type_vocab_size: int = 2
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
+    # pytorch-pretrained-bert's first argument: an int (the vocab size) or the path of a bert_config.json
+    vocab_size_or_config_json_file: dataclasses.InitVar[int | str | os.PathLike | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, vocab_size_or_config_json_file: int | str | os.PathLike | None = None) -> None:
+        source = vocab_size_or_config_json_file
+        if source is None and isinstance(self.vocab_size, (str, os.PathLike)):
+            source = self.vocab_size  # BertConfig("bert_config.json"), as 2019 scripts wrote it
+        if isinstance(source, (str, os.PathLike)):
+            if not os.path.isfile(source):
+                raise ValueError(f"BertConfig.vocab_size must be a positive int or, as in 2019, the path of a "
+                                 f"config JSON file; got {source!r}, which is not a file")
+            loaded = type(self).from_json_file(source)
+            for f in dataclasses.fields(self):
+                object.__setattr__(self, f.name, getattr(loaded, f.name))
+            return
+        if source is not None:
+            object.__setattr__(self, "vocab_size", source)
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "intermediate_size", "max_position_embeddings", "type_vocab_size"):
             value = getattr(self, name)
@@ -64,17 +80,19 @@ class BertConfig:
                 f"hidden_size={self.hidden_size} is not divisible by num_attention_heads="
                 f"{self.num_attention_heads}: each head gets hidden_size / num_attention_heads dimensions; "
                 f"pick num_attention_heads among {_divisors(self.hidden_size)} or change hidden_size")
-        if self.hidden_act not in ACT2FN:
+        if not isinstance(self.hidden_act, str) or self.hidden_act not in ACT2FN:
             raise ValueError(f"unknown hidden_act={self.hidden_act!r}; use one of {sorted(ACT2FN)} "
                              "(BERT uses 'gelu', the exact erf form)")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"BertConfig.{name} must be a probability in [0, 1), got {value!r}")
-        if not isinstance(self.initializer_range, (int, float)) or self.initializer_range < 0:
-            raise ValueError(f"initializer_range must be >= 0 (BERT uses 0.02), got {self.initializer_range!r}")
-        if not isinstance(self.layer_norm_eps, (int, float)) or self.layer_norm_eps <= 0:
-            raise ValueError(f"layer_norm_eps must be > 0 (BERT uses 1e-12), got {self.layer_norm_eps!r}")
+        if not isinstance(self.initializer_range, (int, float)) or not 0 <= self.initializer_range < math.inf:
+            raise ValueError(f"initializer_range must be >= 0 and finite (BERT uses 0.02), got "
+                             f"{self.initializer_range!r}")
+        if not isinstance(self.layer_norm_eps, (int, float)) or not 0 < self.layer_norm_eps < math.inf:
+            raise ValueError(f"layer_norm_eps must be > 0 and finite (BERT uses 1e-12), got "
+                             f"{self.layer_norm_eps!r}")
 
     @property
     def head_size(self) -> int:
@@ -91,12 +109,20 @@ class BertConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> "BertConfig":
-        """Read a Google ``bert_config.json`` or a Hugging Face ``config.json`` (unknown keys are ignored)."""
-        with open(path, encoding="utf-8") as f:
-            values = json.load(f)
+        """Read a Google ``bert_config.json`` or a Hugging Face ``config.json`` (unknown keys are ignored);
+        every error names the file."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                values = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not a JSON config ({err}); a BERT config is one JSON object such as "
+                             '{"hidden_size": 768, ...}: download it again or fix it') from None
         if not isinstance(values, dict):
             raise ValueError(f"{path} must hold a JSON object of config fields, got {type(values).__name__}")
-        return cls.from_dict(values)
+        try:
+            return cls.from_dict(values)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path}: {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
