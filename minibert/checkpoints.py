@@ -19,15 +19,21 @@ tells it its heads through ``checkpoint_heads`` (prefix -> name) and every model
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import pickle
 import re
+import tarfile
+import tempfile
+import zipfile
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -46,12 +52,50 @@ MLM_DECODER_WEIGHT, MLM_DECODER_BIAS, MLM_BIAS = ("cls.predictions.decoder.weigh
                                                    "cls.predictions.bias")
 
 
-def resolve_folder(name_or_path: str | os.PathLike | None) -> Path:
-    """A checkpoint folder: the path itself when it is a folder, else the packaged (None) or hub checkpoint."""
+def resolve_folder(name_or_path: str | os.PathLike | None, cache_dir: str | os.PathLike | None = None) -> Path:
+    """A checkpoint folder: the path itself when it is a folder, else the packaged (None) or hub checkpoint
+    (downloaded into ``cache_dir`` when given)."""
     path = Path(name_or_path).expanduser() if name_or_path is not None else None
     if path is not None and path.is_dir():
         return path
-    return Path(checkpoint_path(name_or_path))
+    return Path(checkpoint_path(name_or_path, cache_dir))
+
+
+@contextlib.contextmanager
+def checkpoint_folder(name_or_path: str | os.PathLike | None,
+                      cache_dir: str | os.PathLike | None = None) -> Iterator[Path]:
+    """:func:`resolve_folder`, and also a ``.tar.gz`` archive (how the 2019 links served ``bert_config.json`` +
+    ``pytorch_model.bin``), extracted to a temporary folder for as long as the ``with`` block runs."""
+    path = Path(name_or_path).expanduser() if name_or_path is not None else None
+    if path is None or not path.is_file():
+        yield resolve_folder(name_or_path, cache_dir)
+        return
+    if not tarfile.is_tarfile(path):
+        raise ValueError(f"{path} is a file, not a checkpoint folder or a .tar.gz archive of one; pass the folder "
+                         f"that holds {' or '.join(CONFIG_NAMES)} and {' or '.join(WEIGHTS_NAMES)}")
+    with tempfile.TemporaryDirectory(prefix="minibert-archive-") as tmp:
+        logger.info("extracting archive %s to %s", path, tmp)
+        yield _extract_archive(path, Path(tmp))
+
+
+def _extract_archive(archive: Path, dest: Path) -> Path:
+    """Extract plain files and folders only (no links, nothing outside ``dest``); the folder with the config."""
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            bad = [m.name for m in members if not (m.isfile() or m.isdir()) or Path(m.name).is_absolute()
+                   or ".." in Path(m.name).parts]
+            if bad:
+                raise ValueError(f"refusing to extract {archive}: {bad[:3]} are links or point outside the archive")
+            tar.extractall(dest, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+        raise ValueError(f"cannot read {archive}: the archive is truncated or corrupt ({err}); download it "
+                         "again") from None
+    for folder in (dest, *sorted(p for p in dest.iterdir() if p.is_dir())):
+        if any((folder / name).is_file() for name in CONFIG_NAMES):
+            return folder
+    raise FileNotFoundError(f"{archive} holds no {' or '.join(CONFIG_NAMES)}; a model archive holds the config "
+                            f"and {' or '.join(WEIGHTS_NAMES)}")
 
 
 def _find(folder: Path, names: tuple[str, ...], what: str) -> Path:
@@ -68,11 +112,18 @@ def find_weights(folder: str | os.PathLike) -> Path:
 
 
 def read_config(folder: str | os.PathLike) -> tuple[BertConfig, dict[str, Any]]:
-    """The BertConfig of a checkpoint folder, and the raw JSON (for keys such as ``id2label``)."""
+    """The BertConfig of a checkpoint folder, and the raw JSON (for keys such as ``id2label``). Read through
+    ``BertConfig.from_json_file``, so every error names the file."""
     path = _find(Path(folder), CONFIG_NAMES, "config")
-    with open(path, encoding="utf-8") as f:
-        raw = json.load(f)
-    return BertConfig.from_dict(raw), raw
+    config = BertConfig.from_json_file(path)
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(raw.get("id2label", {}), dict):
+        raise ValueError(f"{path}: id2label must map class ids to names, e.g. {{\"0\": \"LABEL_0\", \"1\": "
+                         f"\"LABEL_1\"}}, got {raw['id2label']!r}; fix it, or remove it and pass num_labels=")
+    num_labels = raw.get("num_labels", 1)
+    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
+        raise ValueError(f"{path}: num_labels must be an int >= 1, got {num_labels!r}")
+    return config, raw
 
 
 def torch_load(path: Path, expected: str, if_unsafe: str, if_corrupt: str) -> Any:
@@ -84,10 +135,11 @@ def torch_load(path: Path, expected: str, if_unsafe: str, if_corrupt: str) -> An
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported (global: GLOBAL \S+|operand \S+|class \S+)", str(err))
-        if found:  # weights_only met an object it will not build: building it could run code
+        if _looks_like_torch_save(path):  # a well-formed pickle of objects weights_only will not build
+            found = re.search(r"(unsupported GLOBAL|Unsupported global: GLOBAL|Unsupported class) \S+", str(err))
+            what = found.group(0) if found else "objects other than tensors"
             raise ValueError(f"refusing to load {path}: it is a pickle that holds more than tensors and plain data "
-                             f"({found.group(0)}), and unpickling it could run arbitrary code. {if_unsafe}") from None
+                             f"({what}), and unpickling it could run arbitrary code. {if_unsafe}") from None
         reason = str(err).strip().splitlines()[-1][:200]
         raise ValueError(f"cannot read {path}: the file is truncated or corrupt ({reason}); expected {expected}. "
                          f"{if_corrupt}") from None
@@ -97,18 +149,27 @@ def torch_load(path: Path, expected: str, if_unsafe: str, if_corrupt: str) -> An
                          f"{if_corrupt}") from None
 
 
+def _looks_like_torch_save(path: Path) -> bool:
+    """True when the file is what torch.save writes: a whole zip archive, or (legacy format) a pickle that starts
+    with torch's magic number. Random bytes can look like a forbidden global to the unpickler: corrupt, not unsafe."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return zipfile.is_zipfile(path) if head.startswith(b"PK\x03\x04") else head == b"\x80\x02\x8a\x0a"
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` file or a ``.bin`` (loaded with ``weights_only=True``: no code runs)."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        return load_file(str(path), device="cpu")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"refusing to load {path}: it is a pickle that holds more than tensors, and unpickling it could run "
-            f"arbitrary code ({str(err).splitlines()[0]}). Use a model.safetensors file, or, only if you trust "
-            "its source, convert it yourself with torch.load(path, weights_only=False)") from err
+        try:
+            return load_file(str(path), device="cpu")
+        except SafetensorError as err:
+            raise ValueError(f"cannot read {path}: the file is truncated or corrupt ({err}); expected a "
+                             "safetensors file of tensors. Download or copy it again") from None
+    state = torch_load(path, expected="a state dict of tensors saved with torch.save",
+                       if_unsafe="Use a model.safetensors file, or, only if you trust its source, convert it "
+                                 "yourself with torch.load(path, weights_only=False)",
+                       if_corrupt="Download or copy it again")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors (got {type(state).__name__})")
     return state
@@ -212,6 +273,10 @@ def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor], stric
         if strict:
             raise ValueError(message)
         logger.warning(message)
+    nonfinite = [k for k, v in to_load.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if nonfinite:
+        raise ValueError(f"the {source} holds NaN or infinite values in {_listing(nonfinite, ', ')}: it is damaged "
+                         "or was saved from a run that diverged; load another checkpoint (an earlier one of that run)")
     model.load_state_dict(to_load, strict=False)
     if report["new_heads"]:
         keys = [k.split(":")[0] for k in report["new_heads"]]
