@@ -31,9 +31,18 @@ import torch.utils.checkpoint
 from torch import nn
 
 from minibert import checkpoints
+from minibert.assets import CONFIG_NAME, HUB_URL, WEIGHTS_NAME  # noqa: F401 (0.6.2 exported them from modeling)
 from minibert.config import ACT2FN, BertConfig
 
 logger = logging.getLogger(__name__)
+
+# pytorch-pretrained-bert 0.6.2's modeling names: the file names, and its released models (where they are now;
+# the 2019 S3 archives are gone). gelu and BertLayerNorm are with the modules below.
+BERT_CONFIG_NAME = "bert_config.json"
+PRETRAINED_MODEL_ARCHIVE_MAP = {name: f"{HUB_URL}/{name}" for name in (
+    "bert-base-uncased", "bert-large-uncased", "bert-base-cased", "bert-large-cased",
+    "bert-base-multilingual-uncased", "bert-base-multilingual-cased", "bert-base-chinese", "bert-base-german-cased",
+    "bert-large-uncased-whole-word-masking", "bert-large-cased-whole-word-masking")}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -62,6 +71,10 @@ def validate_inputs(config: BertConfig, input_ids: torch.Tensor, token_type_ids:
     if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
         raise ValueError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}; use torch.long")
     batch, seq = input_ids.shape
+    if batch == 0 or seq == 0:
+        what = "an empty batch (no sequences)" if batch == 0 else "an empty sequence (0 tokens)"
+        raise ValueError(f"input_ids has shape {(batch, seq)}: {what}; a batch needs at least one sequence, "
+                         "and a sequence at least [CLS] and [SEP] (encode text with the tokenizer)")
     if seq > config.max_position_embeddings:
         raise ValueError(f"sequence length {seq} exceeds max_position_embeddings="
                          f"{config.max_position_embeddings}; truncate with max_seq_length<="
@@ -90,6 +103,8 @@ def validate_inputs(config: BertConfig, input_ids: torch.Tensor, token_type_ids:
     if attention_mask is None:
         return True
     lo, hi = rest.pop(0)
+    if math.isnan(lo) or math.isnan(hi):
+        raise ValueError("attention_mask contains NaN; its values must be 0 (padding) or 1 (token)")
     if lo < 0 or hi > 1:
         raise ValueError(f"attention_mask values must be 0 (padding) or 1 (token), found {lo if lo < 0 else hi}")
     return lo == 1
@@ -134,6 +149,18 @@ ATTN_IMPLEMENTATIONS = tuple(ATTENTION_FUNCTIONS)
 # ----------------------------------------------------------------------------------------------------------
 # Modules, smallest first, in the order the data flows
 # ----------------------------------------------------------------------------------------------------------
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """The exact erf GELU BERT was trained with, x * Phi(x) (0.6.2's ``modeling.gelu``)."""
+    return F.gelu(x)
+
+
+class BertLayerNorm(nn.LayerNorm):
+    """0.6.2's name for LayerNorm with TF's epsilon: ``BertLayerNorm(hidden_size, eps=1e-12)``."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-12) -> None:
+        super().__init__(hidden_size, eps=eps)
+
 
 class BertEmbeddings(nn.Module):
     """Token + position + segment embeddings, summed, then LayerNorm and dropout (paper figure 2)."""
@@ -376,6 +403,10 @@ class BertPreTrainedModel(nn.Module):
     def init_weights(self) -> None:
         self.apply(lambda m: init_bert_weights(m, self.config.initializer_range))
 
+    def init_bert_weights(self, module: nn.Module) -> None:
+        """Initialize one module as BERT does: 2019 custom heads call ``self.apply(self.init_bert_weights)``."""
+        init_bert_weights(module, self.config.initializer_range)
+
     def set_attn_implementation(self, attn_implementation: str) -> "BertPreTrainedModel":
         """Switch every self-attention to "sdpa" (fused, fast) or "explicit" (the written-out formula)."""
         for module in self.modules():
@@ -396,23 +427,35 @@ class BertPreTrainedModel(nn.Module):
         return {}
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, strict: bool = True,
-                        config: BertConfig | None = None, attn_implementation: str = "sdpa", **model_kwargs: Any):
-        """Build this model from a checkpoint: None (the packaged all-MiniLM-L6-v2), a folder, or a hub name.
+    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *inputs: Any, strict: bool = True,
+                        config: BertConfig | None = None, attn_implementation: str = "sdpa",
+                        state_dict: dict[str, torch.Tensor] | None = None, cache_dir: str | os.PathLike | None = None,
+                        from_tf: bool = False, **model_kwargs: Any):
+        """Build this model from a checkpoint: None (the packaged all-MiniLM-L6-v2), a folder, a hub name, or a
+        2019 ``.tar.gz`` archive (``bert_config.json`` + ``pytorch_model.bin``).
 
-        ``model_kwargs`` go to the constructor (e.g. ``num_labels=3``; by default read from config.json);
-        ``config`` overrides the folder's config (e.g. to change dropout); ``attn_implementation`` is "sdpa"
-        (fused, default) or "explicit". Heads the checkpoint lacks start from random values (a WARNING says
-        so); see ``checkpoints.load_state_dict_into``. Returned in eval mode, like transformers'.
+        ``inputs`` and ``model_kwargs`` go to the constructor (e.g. ``num_labels=3``; by default read from
+        config.json); ``config`` overrides the folder's config (e.g. to change dropout); ``attn_implementation``
+        is "sdpa" (fused, default) or "explicit". As in 2019, ``state_dict`` replaces the file's weights and
+        ``cache_dir`` is where a hub name is downloaded. Heads the checkpoint lacks start from random values (a
+        WARNING says so); see ``checkpoints.load_state_dict_into``. Returned in eval mode, like transformers'.
         """
-        folder = checkpoints.resolve_folder(name_or_path)
-        file_config, raw = checkpoints.read_config(folder)
-        for key, value in cls.config_kwargs(raw).items():
-            model_kwargs.setdefault(key, value)
-        model = cls(config or file_config, **model_kwargs)
-        weights = checkpoints.find_weights(folder)
-        checkpoints.load_state_dict_into(model, checkpoints.read_state_dict(weights), strict=strict,
-                                         source=str(weights))
+        if from_tf:
+            raise ValueError("from_tf=True: minibert reads PyTorch weights (model.safetensors or pytorch_model.bin), "
+                             "not a TensorFlow checkpoint; convert it once with transformers: "
+                             "BertForPreTraining.from_pretrained(path, from_tf=True).save_pretrained(folder)")
+        with checkpoints.checkpoint_folder(name_or_path, cache_dir) as folder:
+            file_config, raw = checkpoints.read_config(folder)
+            if not inputs:  # positional constructor arguments (2019's *inputs) replace what config.json implies
+                for key, value in cls.config_kwargs(raw).items():
+                    model_kwargs.setdefault(key, value)
+            model = cls(config or file_config, *inputs, **model_kwargs)
+            if state_dict is None:
+                weights = checkpoints.find_weights(folder)
+                state_dict, source = checkpoints.read_state_dict(weights), str(weights)
+            else:
+                source = "state_dict passed to from_pretrained"
+            checkpoints.load_state_dict_into(model, state_dict, strict=strict, source=source)
         return model.set_attn_implementation(attn_implementation).eval()
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
