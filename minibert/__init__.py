@@ -22,6 +22,7 @@ heads compute), squad and memory (task and memory tools), assets (files, downloa
 
 __version__ = "0.1.0"
 
+from minibert.assets import CONFIG_NAME, PYTORCH_PRETRAINED_BERT_CACHE, WEIGHTS_NAME, cached_path  # 0.6.2's file_utils
 from minibert.tokenization import BasicTokenizer, BertTokenizer, WordpieceTokenizer
 from minibert.config import BertConfig
 from minibert.modeling import BertModel
@@ -31,7 +32,7 @@ from minibert.heads import (
 )
 from minibert.optimization import (
     BertAdam, ConstantLR, WarmupConstantSchedule, WarmupCosineSchedule, WarmupCosineWithHardRestartsSchedule,
-    WarmupLinearSchedule,
+    WarmupCosineWithWarmupRestartsSchedule, WarmupLinearSchedule,
 )
 from minibert.pretraining import (
     PretrainingCollator, PretrainingDataset, TrainingInstance, create_training_instances, mask_tokens, pretrain,
