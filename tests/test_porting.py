@@ -1,8 +1,8 @@
 """Porting 2019 code: pytorch-pretrained-bert 0.6.2 scripts run with only their imports changed (issue 16).
 
 The scripts below are the 0.6.2 README example and the shape of its ``run_classifier.py``, verbatim but for
-``pytorch_pretrained_bert`` -> ``minibert`` (``file_utils`` -> ``assets``) and the model name, which is the
-packaged checkpoint folder (tests never download). Every deliberate difference is in the README's section
+the imports (``pytorch_pretrained_bert`` and each of its modules -> ``minibert``) and the model name, which is
+the packaged checkpoint folder (tests never download). Every deliberate difference is in the README's section
 "Porting from pytorch-pretrained-bert".
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import shutil
 import tarfile
 import textwrap
@@ -26,9 +27,9 @@ MODEL_DIR = str(checkpoint_path(None))
 
 
 def port(source: str) -> str:
-    """The only edit a user makes: the imports."""
-    return (textwrap.dedent(source).replace("pytorch_pretrained_bert.file_utils", "minibert.assets")
-            .replace("pytorch_pretrained_bert", "minibert"))
+    """The only edit a user makes: ``pytorch_pretrained_bert`` and any ``pytorch_pretrained_bert.<module>``
+    become ``minibert``."""
+    return re.sub(r"pytorch_pretrained_bert(\.\w+)?", "minibert", textwrap.dedent(source))
 
 
 README_EXAMPLE = '''
@@ -152,10 +153,9 @@ with torch.no_grad():
 '''
 
 
-def test_a_run_classifier_shaped_script_runs_with_only_the_import_changed(tmp_path, monkeypatch):
+def test_a_run_classifier_shaped_script_runs_with_only_the_import_changed(tmp_path):
     from types import SimpleNamespace
 
-    monkeypatch.setattr(minibert.assets, "PYTORCH_PRETRAINED_BERT_CACHE", tmp_path / "cache")
     examples = [("The cat sat on the mat.", "A cat was sitting on the mat.", "1"),
                 ("Stocks fell sharply on Monday.", "The weather was sunny.", "0")] * 4
     args = SimpleNamespace(bert_model=MODEL_DIR, do_lower_case=True, train_batch_size=4, num_train_epochs=2,
