@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from minibert.data import collate
+from minibert.datasets import InputExample
 from minibert.metrics import average_ranks, roc_auc  # noqa: F401 (average_ranks: notebook 12 reads it here)
 from minibert.tokenization import BertTokenizer
 
@@ -104,7 +105,8 @@ def read_examples(lines: Iterable[str] | str | Path) -> list[TextInput]:
     return examples
 
 
-def extract_features(model: torch.nn.Module, tokenizer: BertTokenizer, texts: Sequence[TextInput], output_file: str | Path,
+def extract_features(model: torch.nn.Module, tokenizer: BertTokenizer, texts: Sequence[TextInput],
+                     output_file: str | Path,
                      layers: Sequence[int] = DEFAULT_LAYERS, max_seq_length: int = 128, batch_size: int = 8) -> Path:
     """Write each text's per-token hidden states of `layers` as one JSON line, in the 2019 example's layout.
 
@@ -176,7 +178,8 @@ class SentenceVectors:
     pooled: np.ndarray
 
 
-def sentence_vectors(model: torch.nn.Module, tokenizer: BertTokenizer, texts: Sequence[TextInput], max_seq_length: int = 128,
+def sentence_vectors(model: torch.nn.Module, tokenizer: BertTokenizer, texts: Sequence[TextInput],
+                     max_seq_length: int = 128,
                      batch_size: int = 32) -> SentenceVectors:
     """[CLS] vector and masked mean over real tokens for every layer, and the pooler output ([CLS] -> dense -> tanh).
 
@@ -219,7 +222,8 @@ def similarity_auc(vectors_a: SentenceVectors, vectors_b: SentenceVectors,
     }
 
 
-def mrpc_similarity_auc(model: torch.nn.Module, tokenizer: BertTokenizer, examples: Sequence[Any], max_seq_length: int = 128,
+def mrpc_similarity_auc(model: torch.nn.Module, tokenizer: BertTokenizer, examples: Sequence[InputExample],
+                        max_seq_length: int = 128,
                         batch_size: int = 32) -> dict[str, np.ndarray]:
     """Paraphrase detection without training: encode each MRPC sentence alone, score a pair by cosine similarity.
 

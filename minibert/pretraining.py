@@ -344,7 +344,8 @@ class PretrainingData:
     tokenizer: BertTokenizer
 
 
-def load_pretraining_data(source: str | os.PathLike | list[list[str]], tokenizer: BertTokenizer, max_seq_length: int = 128,
+def load_pretraining_data(source: str | os.PathLike | list[list[str]], tokenizer: BertTokenizer,
+                          max_seq_length: int = 128,
                           short_seq_prob: float = 0.1, dupe_factor: int = 1, held_out: float = 0.1,
                           max_documents: int | None = None, seed: int = 12345,
                           corpus_vocab_file: str | os.PathLike | None = None) -> PretrainingData:

@@ -580,6 +580,10 @@ def train(model: nn.Module, train_features: Sequence[Feature], args: TrainingArg
     Under ``torchrun`` call :func:`setup_distributed` first: the model is wrapped in DistributedDataParallel
     and each process trains on its share of every global batch. ``resume_from`` (a checkpoint file or an
     output_dir) continues a saved run exactly where it stopped.
+
+    Accumulation and DDP weight each micro-batch's mean loss by its share of the batch's examples: the same
+    update as one large batch for per-example losses (classification, spans, choices); for per-token losses
+    (masked LM, tagging) a micro-batch's token mean gets its example share, as in the 2019 scripts.
     """
     from tqdm.auto import tqdm
 

@@ -103,7 +103,8 @@ def iter_batch_attention(model: torch.nn.Module, tokenizer: BertTokenizer, texts
         yield BatchAttention(att, batch.input_ids, batch.attention_mask, batch.tokens)
 
 
-def batch_attention(model: torch.nn.Module, tokenizer: BertTokenizer, texts: Sequence[TextInput], max_seq_length: int = 128,
+def batch_attention(model: torch.nn.Module, tokenizer: BertTokenizer, texts: Sequence[TextInput],
+                    max_seq_length: int = 128,
                     batch_size: int = 32) -> list[BatchAttention]:
     """Attention for many sentences (or (a, b) pairs), in padded batches: the input of `head_statistics`."""
     return list(iter_batch_attention(model, tokenizer, texts, max_seq_length, batch_size))
@@ -131,9 +132,10 @@ def head_statistics(batches: BatchAttention | Iterable[BatchAttention], cls_toke
     """Per-head averages over all real query tokens of a corpus, each a (layers, heads) array.
 
     For each head: the attention mass on [CLS], on [SEP] and on punctuation (the ids come from the tokenizer:
-    ``tokenizer.cls_token_id``, ``tokenizer.sep_token_id``, :func:`punctuation_ids`); the weight on the previous token i-1 and the next token i+1 (averaged over queries that have
-    a real neighbour); the entropy -sum_j p_j log p_j of the query's distribution (nats). Padding queries are
-    ignored and padding keys carry zero weight. Clark et al. 2019, sections 3.1-3.3.
+    ``tokenizer.cls_token_id``, ``tokenizer.sep_token_id``, :func:`punctuation_ids`); the weight on the
+    previous token i-1 and the next token i+1 (averaged over queries that have a real neighbour); the entropy
+    -sum_j p_j log p_j of the query's distribution (nats). Padding queries are ignored and padding keys carry
+    zero weight. Clark et al. 2019, sections 3.1-3.3.
     """
     if isinstance(batches, BatchAttention):
         batches = [batches]

@@ -49,16 +49,23 @@ def test_extract_features_jsonl_round_trip(model, tokenizer, tmp_path, jim_henso
                                                       "henson", "was", "a", "puppet", "##eer", "[SEP]"]
     assert [lay["index"] for lay in pair["features"][0]["layers"]] == [-1, -2, -3, -4]
 
-    # the values are the model's hidden states, rounded to 6 decimals as the original does
-    ids = torch.tensor([[101, 2040, 2001, 3958, 27227, 1029, 102, 3958, 27227, 2001, 1037, 13997, 11510, 102]])
-    types = torch.tensor([[0] * 7 + [1] * 7])
+    # the values are the model's hidden states for the batch they were written from (texts 0 and 1, padded
+    # together), rounded to 6 decimals as the original does
+    batch = features.encode_batch(tokenizer, TEXTS[:2])
+    assert batch.input_ids[1].tolist() == [101, 2040, 2001, 3958, 27227, 1029, 102, 3958, 27227, 2001, 1037, 13997,
+                                           11510, 102]
     with torch.no_grad():
-        layers, _ = model(ids, types, torch.ones_like(ids))
+        layers, _ = model(batch.input_ids, batch.token_type_ids, batch.attention_mask)
     for layer in (-1, -2, -3, -4):
         tokens, values = features.feature_matrix(pair, layer)
         assert values.shape == (14, 384)
-        np.testing.assert_allclose(values, layers[layer][0].numpy(), atol=5.1e-7, rtol=0)
+        # 5e-7: rounding to 6 decimals; 5e-7: the rounded value read back as float32 (half an ulp below 16);
+        # 2e-6: fp32 sums over H=384 in another order if MKL splits the matmul over fewer threads under load
+        # (measured 5.1e-7 in total with 1 and 2 threads, idle and beside two busy loops)
+        np.testing.assert_allclose(values, layers[layer][1].numpy(), atol=5e-7 + 5e-7 + 2e-6, rtol=0)
     ref = jim_henson_reference  # computed with transformers in conftest.py
+    # transformers' float32 forward, another order of every sum through 6 layers: ~1e-6, 1e-4 is far below the
+    # ~1e-1 a wrong weight or mask would give
     np.testing.assert_allclose(features.feature_matrix(pair, -1)[1][0], ref["cls_last_hidden_full"], atol=1e-4)
     with pytest.raises(KeyError, match="layer 0 is not in this record"):
         features.feature_matrix(pair, 0)
@@ -104,14 +111,17 @@ def test_sentence_vectors_ignore_padding_and_order(model, tokenizer):
     together = features.sentence_vectors(model, tokenizer, texts, batch_size=3)
     for i, t in enumerate(texts):
         alone = features.sentence_vectors(model, tokenizer, [t])
+        # padding changes the matmul shapes, hence the fp32 summation order, through 6 layers (~2e-6 measured);
+        # a padding key that leaked into attention would move the vectors by ~1e-2
         np.testing.assert_allclose(together.mean[:, i], alone.mean[:, 0], atol=2e-5, rtol=0)
         np.testing.assert_allclose(together.cls[:, i], alone.cls[:, 0], atol=2e-5, rtol=0)
         np.testing.assert_allclose(together.pooled[i], alone.pooled[0], atol=2e-5, rtol=0)
     enc = features.encode_batch(tokenizer, [texts[1]])
     with torch.no_grad():
         layers, pooled = model(enc.input_ids, enc.token_type_ids, enc.attention_mask)
-    np.testing.assert_allclose(together.mean[-1, 1], layers[-1][0].mean(0).numpy(), atol=1e-5)
-    np.testing.assert_allclose(together.pooled[1], pooled[0].numpy(), atol=1e-5)
+    # padded batch of 3 vs the sentence alone: the same padding noise as above
+    np.testing.assert_allclose(together.mean[-1, 1], layers[-1][0].mean(0).numpy(), atol=2e-5)
+    np.testing.assert_allclose(together.pooled[1], pooled[0].numpy(), atol=2e-5)
 
 
 def brute_force_auc(scores, labels):
@@ -128,6 +138,7 @@ def test_roc_auc_equals_pairwise_definition():
         s = rng.normal(size=n).round(decimals)
         y = (rng.random(n) < 0.6).astype(int)
         y[:2] = [0, 1]
+        # both are exact fractions of pair counts, computed in float64: only rounding of the last bit
         assert metrics.roc_auc(s, y) == pytest.approx(brute_force_auc(s, y), abs=1e-12)
     assert metrics.roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
     np.testing.assert_array_equal(metrics.average_ranks(np.array([3, 1, 3, 2])), [3.5, 1, 3.5, 2])
@@ -176,14 +187,17 @@ def test_mrpc_auc_independent_computation(mrpc, mrpc_auc):
     for name in ("cls", "mean"):
         cos = features.cosine_similarity(a[name], b[name])
         want = [brute_force_auc(c, labels) for c in cos]
+        # one pair of cosine scores swapping order by fp32 noise moves an AUC by 1/(P N) = 2.8e-5 on MRPC dev
+        # (279 x 129): 2e-4 allows a few such swaps between two implementations
         np.testing.assert_allclose(mrpc_auc[name], want, atol=2e-4, rtol=0, err_msg=name)
     cos = features.cosine_similarity(a["pooled"], b["pooled"])
-    assert mrpc_auc["pooled"][0] == pytest.approx(brute_force_auc(cos, labels), abs=2e-4)
+    assert mrpc_auc["pooled"][0] == pytest.approx(brute_force_auc(cos, labels), abs=2e-4)  # as above
 
 
 def test_mrpc_auc_is_reproducible(mrpc_auc):
     assert mrpc_auc["cls"].shape == mrpc_auc["mean"].shape == (6,)
     for name, values in EXPECTED_AUC.items():
+        # the table holds 4-5 decimals: rounding (5e-5) plus a swapped pair or two (2.8e-5 each) across machines
         np.testing.assert_allclose(mrpc_auc[name], values, atol=1e-4, rtol=0, err_msg=name)
     # all-MiniLM-L6-v2 was trained for mean-pooled similarity: its last layer beats chance clearly
     assert mrpc_auc["mean"][-1] > 0.65
@@ -207,7 +221,8 @@ def test_word_vectors_picks_the_word(model, tokenizer):
     enc = features.encode_batch(tokenizer, ["The dog barked."])
     with torch.no_grad():
         layers, _ = model(enc.input_ids, enc.token_type_ids, enc.attention_mask)
-    np.testing.assert_allclose(v[0], layers[-1][0, 2].numpy(), atol=1e-5)
+    # a batch of 2 (padded) vs the sentence alone: fp32 summation order through 6 layers, as above
+    np.testing.assert_allclose(v[0], layers[-1][0, 2].numpy(), atol=2e-5)
     with pytest.raises(ValueError, match="does not occur in sentence 0"):
         features.word_vectors(model, tokenizer, ["The dog barked."], ["cat"])
     with pytest.raises(ValueError, match="one WordPiece"):
