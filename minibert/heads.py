@@ -17,12 +17,16 @@ checkpoint without it warns and another model's checkpoint loads), and its loss;
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from minibert.config import ACT2FN, BertConfig
 from minibert.modeling import BertModel, BertPreTrainedModel, _is_compiling
+
+logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 
@@ -156,7 +160,7 @@ class BertForPreTraining(BertPreTrainedModel):
 
     ``masked_lm_labels`` (batch, seq): the original id at masked positions, -1 or -100 elsewhere.
     ``next_sentence_label`` (batch,): 0 = B follows A, 1 = B is random. With both: the summed loss (the
-    vocabulary scores computed at the labelled positions only); with neither:
+    vocabulary scores computed at the labelled positions only); otherwise, as in 2019:
     ``(prediction_scores (batch, seq, vocab), seq_relationship_score (batch, 2))``.
     """
 
@@ -171,12 +175,12 @@ class BertForPreTraining(BertPreTrainedModel):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, masked_lm_labels: torch.Tensor | None = None,
                 next_sentence_label: torch.Tensor | None = None):
-        if (masked_lm_labels is None) != (next_sentence_label is None):
-            raise ValueError("BertForPreTraining needs both masked_lm_labels and next_sentence_label for a "
-                             "loss (or neither, for the scores); use BertForMaskedLM for MLM alone")
         sequence_output, pooled_output = self.bert(input_ids, token_type_ids, attention_mask,
                                                    output_all_encoded_layers=False)
-        if masked_lm_labels is None:
+        if masked_lm_labels is None or next_sentence_label is None:  # the 2019 contract: scores unless both
+            if masked_lm_labels is not None or next_sentence_label is not None:
+                logger.warning("BertForPreTraining computes a loss only with both masked_lm_labels and "
+                               "next_sentence_label; returning the scores (BertForMaskedLM trains MLM alone)")
             return self.cls(sequence_output, pooled_output)
         return (_mlm_loss_at_targets(self.cls.predictions, sequence_output, masked_lm_labels,
                                      self.config.vocab_size, self._check_inputs)
@@ -330,9 +334,10 @@ class BertForTokenClassification(BertPreTrainedModel):
 class BertForQuestionAnswering(BertPreTrainedModel):
     """Span extraction (SQuAD, paper 4.2): a start and an end score for every token.
 
-    ``start_positions``/``end_positions`` (batch,) token indices. As in the original, positions outside the
-    sequence (e.g. an answer cut off by the window) are clamped to ``seq`` and ignored. Returns the mean of
-    the start and end losses, or ``(start_logits, end_logits)``, each (batch, seq).
+    ``start_positions``/``end_positions`` (batch,) token indices. A row marked -100 or -1 is ignored (not
+    trained toward [CLS], as clamping it to 0 would), and so, as in the original, is a position past the
+    sequence (an answer cut off by the window). Returns the mean of the start and end losses, or
+    ``(start_logits, end_logits)``, each (batch, seq).
     """
 
     checkpoint_heads = {"qa_outputs.": "span head (start/end scores)"}
@@ -359,8 +364,9 @@ class BertForQuestionAnswering(BertPreTrainedModel):
             if positions.numel() != batch or positions.dtype.is_floating_point:
                 raise ValueError(f"{name} must be {batch} integer token indices, got shape "
                                  f"{tuple(positions.shape)} dtype {positions.dtype}")
-            positions = positions.reshape(batch).long().clamp(0, seq)  # out of the window -> ignored
-            losses.append(F.cross_entropy(logits, positions, ignore_index=seq))
+            positions = positions.reshape(batch).long()
+            positions = positions.masked_fill((positions < 0) | (positions >= seq), IGNORE_INDEX)
+            losses.append(F.cross_entropy(logits, positions, ignore_index=IGNORE_INDEX))
         return (losses[0] + losses[1]) / 2
 
 
