@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import torch
 
+from minibert import assets
+
 MODE_ENV = "MINIBERT_MODE"
 MODES = ("fast", "full")
 
@@ -42,8 +44,6 @@ def in_colab() -> bool:
 
 def environment_report() -> dict[str, str]:
     """What a learner needs to know about this machine before the course: versions, device, data, checkpoint."""
-    from minibert import assets
-
     report = {
         "python": platform.python_version(),
         "torch": torch.__version__,

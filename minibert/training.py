@@ -49,6 +49,7 @@ from minibert.checkpoints import torch_load
 from minibert.data import LABEL_KEYS, Feature, collate, encode_examples, feature_length
 from minibert.metrics import classification_metrics
 from minibert.optimization import SCHEDULES, BertAdam, optimizer_grouped_parameters
+from minibert.runtime import set_seed
 
 logger = logging.getLogger(__name__)
 
@@ -623,8 +624,6 @@ def train(model: nn.Module, train_features: Sequence[Feature], args: TrainingArg
         _set_rng_state(ckpt["rng"])
         logger.info("resumed from %s at update %d (epoch %d)", resume_from, state.global_step, state.epoch)
     else:
-        from minibert.runtime import set_seed
-
         set_seed(args.seed)
 
     ddp = model
