@@ -36,6 +36,7 @@ def test_three_steps_match_the_formulas_by_hand():
         p.grad = torch.tensor(grads[i], dtype=torch.float64)
         opt.step()
         st = opt.state[p]
+        # float64 tensors vs the formula in Python floats: the same operations, rounding only
         assert st["next_m"].tolist() == pytest.approx(m, rel=1e-12)
         assert st["next_v"].tolist() == pytest.approx(v, rel=1e-12)
         assert p.detach().tolist() == pytest.approx(w, rel=1e-12, abs=1e-15)
@@ -61,9 +62,11 @@ def test_clipping_is_per_tensor_not_global():
                                                                                        dtype=torch.float64)
     opt.step()
     # each tensor on its own: big is scaled to norm ~1, small (norm 0.05) is untouched
+    # clip_grad_norm_ divides by norm + 1e-6: 1e-6 / 10 relative off the exact 0.6, 0.8
     assert opt.state[big]["next_m"].tolist() == pytest.approx([0.1 * 0.6, 0.1 * 0.8], rel=1e-5)
     assert opt.state[small]["next_m"].tolist() == pytest.approx([0.003, 0.004], rel=1e-12)
     per, glob = global_vs_per_tensor_clipping([torch.tensor([6.0, 8.0]), torch.tensor([0.03, 0.04])])
+    # untouched by per-tensor clipping: float32 storage of 0.03 (rel 1e-6)
     assert per[1].tolist() == pytest.approx([0.03, 0.04])
     assert glob[1].tolist() == pytest.approx([0.03 / 10.00025, 0.04 / 10.00025], rel=1e-4)  # global shrinks it
 
@@ -79,6 +82,7 @@ def test_no_bias_correction_unlike_adamw():
     bert.step()
     adamw.step()
     ratio = (a.detach() / b.detach())
+    # float64 with e=0: the ratio is exact up to rounding
     assert torch.allclose(ratio, torch.full_like(ratio, 0.1 / math.sqrt(0.001)), rtol=1e-12)
     # every step t: BertAdam's update times sqrt(1-b2^t)/(1-b1^t) is AdamW's update (same m, v)
     for t in range(2, 8):
@@ -88,12 +92,14 @@ def test_no_bias_correction_unlike_adamw():
         bert.step()
         adamw.step()
         corr = math.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        # float64, the same m and v: differences from the order of operations only
         assert torch.allclose((a.detach() - a0) * corr, b.detach() - b0, rtol=1e-9, atol=0)
         assert not torch.allclose(a.detach() - a0, b.detach() - b0, rtol=1e-2)
 
 
 def test_schedules_by_hand():
     lin = WarmupLinearSchedule(warmup=0.1, t_total=100)
+    # schedules are float64 formulas: approx (rel 1e-6) absorbs rounding only
     assert [lin.get_lr(s) for s in (0, 5, 10, 55, 100)] == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0])
     assert [lin(x) for x in (0.05, 0.325)] == pytest.approx([0.5, 0.75])
     const = WarmupConstantSchedule(warmup=0.2, t_total=10)

@@ -85,10 +85,12 @@ def test_train_makes_exactly_t_total_updates_and_lr_decays_to_zero(caplog):
     assert "beyond" not in caplog.text  # no update past t_total
     lrs = [r["lr"] for r in res.state.log_history]
     warm = int(0.1 * t_total) + 1  # updates whose progress is below the warmup fraction
+    # the peak lr comes one warmup step after the ramp: within that step's 10% of the base lr
     assert lrs[0] == 0.0 and max(lrs) == pytest.approx(5e-2, rel=0.1)
     assert all(a < b for a, b in zip(lrs[:warm - 1], lrs[1:warm]))
     assert all(a > b for a, b in zip(lrs[warm:], lrs[warm + 1:]))
     # the last update uses the last positive step of the ramp: lr * (1 - (t-1)/t) / (1 - warmup)
+    # float64 schedule arithmetic: equal up to rounding
     assert lrs[-1] == pytest.approx(5e-2 * (1 / t_total) / 0.9, rel=1e-9)
 
 
@@ -119,10 +121,12 @@ def test_gradient_accumulation_gives_the_same_updates_as_the_large_batch(accum):
     big = train(fresh_model(), feats, quick_args())
     m = fresh_model()
     small = train(m, feats, quick_args(gradient_accumulation_steps=accum))
+    # accumulating changes only the fp32 summation order of losses and gradients (~1e-7)
     np.testing.assert_allclose(small.losses, big.losses, rtol=1e-5, atol=1e-6)
     ref = fresh_model()
     train(ref, feats, quick_args())
     for k, v in params(ref).items():
+        # fp32 summation order of the gradients, over 12 updates
         torch.testing.assert_close(m.state_dict()[k], v, rtol=1e-5, atol=1e-6, msg=k)
     assert not torch.equal(ref.classifier.weight, fresh_model().classifier.weight)  # it did train
 
@@ -202,8 +206,10 @@ def assert_same_as_one_process(out):
     got = torch.load(out)
     ref = fresh_model()
     res = train(ref, make_features(44), quick_args())
+    # DDP all-reduces the gradients: fp32 summation order only
     np.testing.assert_allclose(got["losses"], res.losses, rtol=1e-5, atol=1e-6)
     for k, v in ref.state_dict().items():
+        # as above, accumulated over 12 updates
         torch.testing.assert_close(got["params"][k], v, rtol=1e-5, atol=1e-6, msg=k)
 
 
@@ -259,11 +265,13 @@ def test_evaluate_keeps_the_order_and_the_metrics_match():
     with torch.no_grad():
         for i in (0, 13, 29):
             one = model(**{k: v for k, v in collate([feats[i]], pad_token_id=0).items() if k != "labels"})
+            # a padded batch of 7 vs the feature alone: fp32 summation order in the tiny model
             torch.testing.assert_close(res.logits[i], one[0], rtol=1e-5, atol=1e-6)
     labels = [f["label"] for f in feats]
     assert res.metrics["accuracy"] == accuracy(res.preds, labels)
     assert res.metrics["f1"] == f1_score(res.preds, labels)
     logits = torch.stack([res.logits[i] for i in range(30)])
+    # fp32 cross-entropy over 30 rows, reduced per batch then averaged: ~1e-7 relative
     assert res.metrics["loss"] == pytest.approx(F.cross_entropy(logits, torch.tensor(labels)).item(), rel=1e-5)
 
 
@@ -332,6 +340,7 @@ def test_metrics_on_a_hand_computed_case():
     preds = [1, 1, 0, 1, 0, 0, 1, 1]
     labels = [1, 0, 0, 1, 1, 0, 1, 0]  # tp=3 fp=2 fn=1 tn=2
     assert accuracy(preds, labels) == 5 / 8
+    # exact fractions: approx only absorbs float rounding (rel 1e-6)
     assert f1_score(preds, labels) == pytest.approx(2 * 3 / (2 * 3 + 2 + 1))
     assert f1_score(preds, labels, pos_label=0) == pytest.approx(2 * 2 / (2 * 2 + 1 + 2))
     assert confusion_matrix(preds, labels).tolist() == [[2, 2], [1, 3]]
@@ -366,6 +375,7 @@ def test_real_bert_classifier_accumulates_exactly_and_evaluates_real_mrpc():
         train(m, feats, quick_args(learning_rate=1e-3, gradient_accumulation_steps=accum))
         models.append(m)
     for k, v in models[0].state_dict().items():
+        # accumulation: fp32 summation order only, as in the tiny model
         torch.testing.assert_close(models[1].state_dict()[k], v, rtol=1e-5, atol=1e-6, msg=k)
     with pytest.raises(ValueError, match=r"example 'dev-[0-9-]+' .*labels contain 2; expected class ids in \[0, 2\) "
                                          r".*build the model with num_labels=3"):
@@ -390,6 +400,7 @@ def test_training_form_calls_back_with_its_values():
     form = widgets.TrainingForm(lambda **kw: calls.append(kw) or "done", learning_rate=3e-5, num_train_epochs=2)
     form.widgets["train_batch_size"].value = 16
     form.button.click()
+    # the log slider stores 10 ** -4.52...: float rounding only
     assert calls == [{"learning_rate": pytest.approx(3e-5), "num_train_epochs": 2, "train_batch_size": 16,
                       "max_seq_length": 128, "warmup_proportion": 0.1, "precision": "auto"}]
     assert form.result == "done"
