@@ -55,6 +55,11 @@ from minibert import assets
 logger = logging.getLogger(__name__)
 
 VOCAB_NAME = "vocab.txt"
+# pytorch-pretrained-bert 0.6.2's released vocabularies, where they are now (its S3 links are gone)
+PRETRAINED_VOCAB_ARCHIVE_MAP = {name: f"https://huggingface.co/{name}/resolve/main/vocab.txt" for name in (
+    "bert-base-uncased", "bert-large-uncased", "bert-base-cased", "bert-large-cased",
+    "bert-base-multilingual-uncased", "bert-base-multilingual-cased", "bert-base-chinese", "bert-base-german-cased",
+    "bert-large-uncased-whole-word-masking", "bert-large-cased-whole-word-masking")}
 SPECIAL_TOKENS = ("[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]")
 _MAX_LEN_KNOWN = 512  # max_position_embeddings of every released BERT
 _CACHE_LIMIT = 200_000  # words kept in a tokenizer's cache before it is cleared
@@ -77,16 +82,33 @@ def load_vocab(vocab_file: str | os.PathLike) -> "collections.OrderedDict[str, i
             f"(e.g. bert-base-uncased's vocab.txt); get one with BertTokenizer.from_pretrained('bert-base-uncased')"
         )
     vocab: collections.OrderedDict[str, int] = collections.OrderedDict()
-    with open(path, "r", encoding="utf-8") as reader:
-        for index, line in enumerate(reader):
-            token = line.rstrip("\n")
-            if token in vocab:
-                logger.warning("vocab %s: token %r appears twice (lines %d and %d); the later id wins",
-                               path, token, vocab[token] + 1, index + 1)
-            vocab[token] = index
+    try:
+        with open(path, "r", encoding="utf-8") as reader:
+            for index, line in enumerate(reader):
+                token = line.rstrip("\n")
+                if index == 0:
+                    token = token.removeprefix("\ufeff")  # a UTF-8 BOM (some editors add one) is not part of [PAD]
+                if token in vocab:
+                    logger.warning("vocab %s: token %r appears twice (lines %d and %d); the later id wins",
+                                   path, token, vocab[token] + 1, index + 1)
+                vocab[token] = index
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
     if not vocab:
         raise ValueError(f"vocab file {str(path)!r} is empty; expected one WordPiece token per line")
     return vocab
+
+
+def _not_utf8(path: Path) -> ValueError:
+    """The error for a vocab file that is not UTF-8, naming the first line that is not."""
+    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return ValueError(f"{path}, line {lineno}: byte {raw[err.start:err.start + 1]!r} is not UTF-8 "
+                              f"({err.reason}); a vocab.txt is UTF-8, one token a line: convert it (e.g. `iconv -f "
+                              "latin1 -t utf-8`) or use the vocab.txt that came with the checkpoint")
+    return ValueError(f"{path} is not UTF-8; a vocab.txt is UTF-8, one token a line")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -583,7 +605,7 @@ class BertTokenizer:
                     assets.download("vocab")
                     vocab_file = Path(assets.vocab_path(str(name)))
             else:  # None / the offline checkpoint, or a hub name (real, cached download)
-                folder = Path(assets.checkpoint_path(name))
+                folder = Path(assets.checkpoint_path(name, cache_dir))
                 vocab_file = folder / VOCAB_NAME
                 config = _read_tokenizer_config(folder)
             kwargs.setdefault("max_len", _MAX_LEN_KNOWN)
@@ -598,7 +620,40 @@ class BertTokenizer:
             logger.warning("The pre-trained model you are loading is a cased model but you have not set "
                            "`do_lower_case` to False. We are setting `do_lower_case=True` for you but you may "
                            "want to check this behavior.")
+        if name is not None and str(name) in PRETRAINED_VOCAB_ARCHIVE_MAP and not _is_cased_name(str(name)) \
+                and not kwargs.get("do_lower_case", True):  # 0.6.2's correction: an uncased vocab has no capitals
+            logger.warning("The pre-trained model you are loading is an uncased model but you have set "
+                           "`do_lower_case` to False. We are setting `do_lower_case=True` for you but you may "
+                           "want to check this behavior.")
+            kwargs["do_lower_case"] = True
         return cls(vocab_file, **kwargs)
+
+
+class FullTokenizer(BertTokenizer):
+    """Google's name for the end-to-end tokenizer: ``FullTokenizer(vocab_file, do_lower_case)`` with ``vocab``,
+    ``inv_vocab``, ``tokenize`` and the two conversions."""
+
+    def __init__(self, vocab_file: str | os.PathLike, do_lower_case: bool = True) -> None:
+        super().__init__(vocab_file, do_lower_case=do_lower_case)
+
+    @property
+    def inv_vocab(self) -> dict[int, str]:
+        return self.ids_to_tokens
+
+
+def convert_by_vocab(vocab: dict, items: Iterable) -> list:
+    """Google's ``convert_by_vocab``: look every item up in ``vocab`` (KeyError for one it lacks)."""
+    return [vocab[item] for item in items]
+
+
+def convert_tokens_to_ids(vocab: dict[str, int], tokens: Iterable[str]) -> list[int]:
+    """Google's module-level ``convert_tokens_to_ids(vocab, tokens)``."""
+    return convert_by_vocab(vocab, tokens)
+
+
+def convert_ids_to_tokens(inv_vocab: dict[int, str], ids: Iterable[int]) -> list[str]:
+    """Google's module-level ``convert_ids_to_tokens(inv_vocab, ids)``."""
+    return convert_by_vocab(inv_vocab, ids)
 
 
 def _is_cased_name(name: str) -> bool:
