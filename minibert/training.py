@@ -533,7 +533,7 @@ def evaluate(model: nn.Module, features: Sequence[Feature], batch_size: int = 64
             batch.pop(key, None)
         token_level = batch["input_ids"].dim() == 2  # not multiple choice: a dim of size seq is per token
         seq = batch["input_ids"].shape[-1]
-        with _autocast(device, precision):
+        with _autocast(device, precision), _model_checks(model, i == 0):  # the collate checked every batch
             outputs = [t.float().cpu() for t in _outputs_of(model(**_to(batch, device)))]
         for r, j in enumerate(idx):
             n = feature_length(features[j])
