@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import tarfile
@@ -279,6 +280,23 @@ def test_the_2019_module_level_names_exist_and_behave():
     ln = modeling.BertLayerNorm(8, eps=1e-12)
     assert isinstance(ln, nn.LayerNorm) and ln.eps == 1e-12 and ln.normalized_shape == (8,)
     assert optimization._LRSchedule is optimization.LRSchedule
+
+
+def test_cached_path_returns_a_local_file_and_downloads_a_url_once(tmp_path):
+    from minibert.assets import PYTORCH_PRETRAINED_BERT_CACHE, cached_path
+
+    source = tmp_path / "remote" / "vocab.txt"
+    source.parent.mkdir()
+    source.write_text("[PAD]\n[UNK]\n")
+    assert cached_path(str(source)) == str(source)  # a local file as is
+    first = cached_path(source.as_uri(), cache_dir=tmp_path / "cache")
+    assert first.startswith(str(tmp_path / "cache")) and open(first).read() == "[PAD]\n[UNK]\n"
+    source.write_text("changed")
+    assert cached_path(source.as_uri(), cache_dir=tmp_path / "cache") == first  # cached: not fetched again
+    assert open(first).read() == "[PAD]\n[UNK]\n"
+    with pytest.raises(EnvironmentError, match="not found"):  # what 2019 code catches
+        cached_path(str(tmp_path / "missing.txt"))
+    assert isinstance(PYTORCH_PRETRAINED_BERT_CACHE, os.PathLike)
 
 
 def test_warmup_cosine_with_warmup_restarts_matches_the_2019_formula():

@@ -407,3 +407,15 @@ def test_empty_batches_and_sequences_are_refused(shape, message):
     model = BertModel(TINY).eval()
     with pytest.raises(ValueError, match=message):
         model(torch.zeros(shape, dtype=torch.long))
+
+
+def test_an_empty_batch_from_the_tokenizer_or_the_collate_is_refused():
+    from minibert.data import collate
+
+    tokenizer = BertTokenizer.from_pretrained(None)
+    with pytest.raises(ValueError, match="empty batch"):
+        BertModel(TINY).eval()(**tokenizer.batch_encode([]))
+    with pytest.raises(ValueError, match="empty batch"):
+        collate([], pad_token_id=0)
+    with pytest.raises(ValueError, match="empty"):
+        collate([{"input_ids": []}], pad_token_id=0)
