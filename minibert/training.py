@@ -595,6 +595,12 @@ def train(model: nn.Module, train_features: Sequence[Feature], args: TrainingArg
         raise ValueError("the training split is empty (0 features); check the file and any subset size")
     if eval_features is not None and len(eval_features) == 0:
         raise ValueError("the evaluation split is empty (0 features); check the file and any subset size")
+    if eval_features is not None and metrics_fn is sequence_classification_metrics:
+        label = eval_features[0].get("label", eval_features[0].get("labels"))
+        if label is None or np.ndim(label) != 0:
+            raise ValueError("the evaluation features have no class label per example, so the default metrics "
+                             "(accuracy, F1, MCC) do not apply; pass metrics_fn=<your task's metric> (it gets the "
+                             "EvalResult) or metrics_fn=None to keep only the logits")
     device = torch.device(args.device) if args.device else (
         torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu"))
     precision = resolve_precision(args.precision, device)

@@ -491,6 +491,9 @@ def test_one_loop_trains_every_head(task):
     res = train(model, feats, quick_args(learning_rate=3e-3, num_train_epochs=8, train_batch_size=8),
                 eval_features=dev, metrics_fn=metrics)
     assert np.mean(res.losses[-6:]) < 0.8 * np.mean(res.losses[:6]), res.losses  # it learns
+    if task != "choices":  # found before training, not after the first epoch
+        with pytest.raises(ValueError, match="no class label per example, so the default metrics"):
+            train(model, feats, quick_args(), eval_features=dev)
     out = res.eval
     lengths = [len(f["input_ids"]) for f in dev]
     if task == "tokens":  # per-token logits cut to each feature's length, in feature order
