@@ -175,8 +175,8 @@ def main() -> None:
     print(f"{name}; torch {torch.__version__}, transformers {transformers.__version__}; "
           f"L={config.num_hidden_layers} H={config.hidden_size}; {steps} steps x {args.rounds} rounds, median")
     if not gpu:
-        print("CPU: small config; minibert trains with attention dropout through the explicit path on a CPU "
-              "(the fused kernel has none), so its 'sdpa' rows are explicit math; no MFU (no published peak)")
+        print("CPU: small config; 'sdpa' rows run torch's SDPA with its attention dropout (on a CPU that is "
+              "its math fallback, not a fused kernel); no MFU (no published peak)")
     header = (f"{'seq':>4} {'batch':>5} {'prec':>5} {'attention':>9} {'compile':>7} | {'minibert seq/s':>14} "
               f"{'transformers seq/s':>18} {'ratio':>6} | {'MFU ours':>8} {'MFU theirs':>10}")
     print(header)

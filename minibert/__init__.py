@@ -39,5 +39,6 @@ from minibert.pretraining import (
 )
 from minibert.datasets import InputExample, read_chnsenticorp, read_mrpc
 from minibert.training import TrainingArguments, encode_examples, evaluate, train
-from minibert.features import extract_features, read_features, roc_auc, sentence_vectors
+from minibert.features import extract_features, read_features, sentence_vectors
+from minibert.metrics import roc_auc
 from minibert.viz import get_attention, head_statistics

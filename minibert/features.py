@@ -18,7 +18,7 @@ import torch
 
 from minibert.data import collate
 from minibert.datasets import InputExample
-from minibert.metrics import average_ranks, roc_auc  # noqa: F401 (average_ranks: notebook 12 reads it here)
+from minibert.metrics import roc_auc
 from minibert.tokenization import BertTokenizer
 
 TextInput = Union[str, tuple[str, str]]  # a sentence, or a pair (text_a, text_b)
