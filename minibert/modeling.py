@@ -31,7 +31,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from minibert import checkpoints
-from minibert.assets import CONFIG_NAME, HUB_URL, WEIGHTS_NAME  # noqa: F401 (0.6.2 exported them from modeling)
+from minibert.assets import CONFIG_NAME, HUB_URL, PRETRAINED_NAMES, WEIGHTS_NAME  # noqa: F401 (0.6.2 exported them from modeling)
 from minibert.config import ACT2FN, BertConfig
 
 logger = logging.getLogger(__name__)
@@ -39,10 +39,7 @@ logger = logging.getLogger(__name__)
 # pytorch-pretrained-bert 0.6.2's modeling names: the file names, and its released models (where they are now;
 # the 2019 S3 archives are gone). gelu and BertLayerNorm are with the modules below.
 BERT_CONFIG_NAME = "bert_config.json"
-PRETRAINED_MODEL_ARCHIVE_MAP = {name: f"{HUB_URL}/{name}" for name in (
-    "bert-base-uncased", "bert-large-uncased", "bert-base-cased", "bert-large-cased",
-    "bert-base-multilingual-uncased", "bert-base-multilingual-cased", "bert-base-chinese", "bert-base-german-cased",
-    "bert-large-uncased-whole-word-masking", "bert-large-cased-whole-word-masking")}
+PRETRAINED_MODEL_ARCHIVE_MAP = {name: f"{HUB_URL}/{name}" for name in PRETRAINED_NAMES}
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -56,10 +56,8 @@ logger = logging.getLogger(__name__)
 
 VOCAB_NAME = "vocab.txt"
 # pytorch-pretrained-bert 0.6.2's released vocabularies, where they are now (its S3 links are gone)
-PRETRAINED_VOCAB_ARCHIVE_MAP = {name: f"https://huggingface.co/{name}/resolve/main/vocab.txt" for name in (
-    "bert-base-uncased", "bert-large-uncased", "bert-base-cased", "bert-large-cased",
-    "bert-base-multilingual-uncased", "bert-base-multilingual-cased", "bert-base-chinese", "bert-base-german-cased",
-    "bert-large-uncased-whole-word-masking", "bert-large-cased-whole-word-masking")}
+PRETRAINED_VOCAB_ARCHIVE_MAP = {name: f"{assets.HUB_URL}/{name}/resolve/main/vocab.txt"
+                                for name in assets.PRETRAINED_NAMES}
 SPECIAL_TOKENS = ("[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]")
 _MAX_LEN_KNOWN = 512  # max_position_embeddings of every released BERT
 _CACHE_LIMIT = 200_000  # words kept in a tokenizer's cache before it is cleared
