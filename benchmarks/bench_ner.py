@@ -29,16 +29,6 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def word_tags(result, sentences, labels):
-    """The argmax on each word's first piece; words cut by max_seq_length get 'O'."""
-    out = []
-    for logits, y, s in zip(result.logits, result.labels, sentences):
-        first = np.flatnonzero(np.asarray(y) != -100)
-        tags = [labels[i] for i in np.asarray(logits)[first].argmax(-1)]
-        out.append(tags + ["O"] * (len(s.words) - len(tags)))
-    return out
-
-
 def main() -> None:
     args = parse_args()
     if args.threads:
@@ -46,7 +36,7 @@ def main() -> None:
     import transformers
     from minibert import BertForTokenClassification, BertTokenizer
     from minibert.assets import checkpoint_path
-    from minibert.datasets import CONLL2003_LABELS, encode_tagged, read_conll2003
+    from minibert.datasets import CONLL2003_LABELS, decode_tagged, encode_tagged, read_conll2003
     from minibert.metrics import ner_scores
     from minibert.training import TrainingArguments, evaluate, train
 
@@ -78,7 +68,7 @@ def main() -> None:
         train_secs = time.perf_counter() - start
         start = time.perf_counter()
         out = evaluate(model, valid_f, 64, "cpu", metrics_fn=None)
-        rows[name] = (ner_scores(gold, word_tags(out, valid, CONLL2003_LABELS)), train_secs,
+        rows[name] = (ner_scores(gold, decode_tagged(out.logits, out.labels, valid, CONLL2003_LABELS)), train_secs,
                       time.perf_counter() - start, res.losses[-1])
     print(f"\n{'':14s} {'P':>6s} {'R':>6s} {'F1':>6s} {'train s':>8s} {'eval s':>7s} {'last loss':>9s}")
     for name, (s, tr, ev, loss) in rows.items():

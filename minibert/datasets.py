@@ -328,6 +328,19 @@ def encode_tagged(sentences: list[TaggedSentence], tokenizer, labels: tuple[str,
     return features
 
 
+
+def decode_tagged(token_logits: list, label_ids: list, sentences: list[TaggedSentence],
+                  labels: tuple[str, ...]) -> list[list[str]]:
+    """Per-word tags back from per-token logits, the inverse of :func:`encode_tagged`: the argmax on each word's
+    first WordPiece (the positions whose label is not -100), and 'O' for the words cut by ``max_seq_length``.
+    ``token_logits``/``label_ids``: one (seq, num_labels) / (seq,) array per sentence, as ``evaluate`` returns."""
+    tags = []
+    for logits, ids, sentence in zip(token_logits, label_ids, sentences):
+        first = [i for i, y in enumerate(ids) if y != -100]
+        words = [labels[int(row.argmax())] for row in (logits[i] for i in first)]
+        tags.append(words + ["O"] * (len(sentence.words) - len(words)))
+    return tags
+
 def encode_multiple_choice(examples: list[SwagExample], tokenizer, max_seq_length: int = 64) -> list[dict]:
     """run_swag's inputs: for every ending ``[CLS] context [SEP] start_ending ending [SEP]``; the pair is
     truncated longest-first. ``input_ids`` is a list of one sequence per choice; ``label`` the true choice."""

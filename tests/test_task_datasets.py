@@ -1,12 +1,13 @@
 """Readers for SQuAD, SWAG, CoNLL-2003 and Resume NER, and the encoders that feed their heads."""
 import json
 
+import numpy as np
 import pytest
 
 from minibert.assets import data_dir, data_path
 from minibert.data import collate
-from minibert.datasets import (CONLL2003_LABELS, RESUME_NER_LABELS, SwagExample, TaggedSentence, encode_multiple_choice,
-                               encode_tagged, read_conll2003, read_resume_ner, read_squad, read_swag)
+from minibert.datasets import (CONLL2003_LABELS, RESUME_NER_LABELS, SwagExample, TaggedSentence, decode_tagged,
+                               encode_multiple_choice, encode_tagged, read_conll2003, read_resume_ner, read_squad, read_swag)
 from minibert.metrics import get_entities
 from minibert.tokenization import BertTokenizer
 
@@ -99,6 +100,21 @@ def test_encode_tagged_labels_first_piece_only(tokenizer):
     with pytest.raises(ValueError, match="tag 'B-XX' is not one of"):
         encode_tagged([TaggedSentence(("a",), ("B-XX",), "f.txt, line 9")], tokenizer, CONLL2003_LABELS)
 
+
+
+def test_decode_tagged_inverts_encode_tagged(tokenizer):
+    """One-hot logits built from encode_tagged's labels decode to the words' tags; a word cut by truncation
+    gets 'O', and the scores on non-first pieces are never read."""
+    s = TaggedSentence(("Johanson", "visited", "Paris"), ("B-PER", "O", "B-LOC"))
+    n = len(tokenizer.tokenize("Johanson"))
+    for max_len, expected in ((32, ["B-PER", "O", "B-LOC"]), (n + 3, ["B-PER", "O", "O"])):
+        [f] = encode_tagged([s], tokenizer, CONLL2003_LABELS, max_seq_length=max_len)
+        logits = np.zeros((len(f["labels"]), len(CONLL2003_LABELS)))
+        logits[:, CONLL2003_LABELS.index("I-MISC")] = 1.0  # what a non-first piece scores must not matter
+        for i, y in enumerate(f["labels"]):
+            if y != -100:
+                logits[i, y] = 2.0
+        assert decode_tagged([logits], [np.array(f["labels"])], [s], CONLL2003_LABELS) == [expected]
 
 def test_encode_multiple_choice_shapes(tokenizer):
     ex = read_swag(data_path("swag", "sample.json"))[:3]
