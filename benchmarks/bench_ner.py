@@ -10,22 +10,17 @@ clipping are identical by construction, and the tagging head starts from the sam
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 
+from task_race import race, task_parser
+
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = task_parser(__doc__, max_seq_length=128, batch_size=16)
     p.add_argument("--train-sentences", type=int, default=1500)
     p.add_argument("--valid-sentences", type=int, default=None, help="default: all 3250")
-    p.add_argument("--max-seq-length", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
     return p.parse_args()
 
 
@@ -38,7 +33,7 @@ def main() -> None:
     from minibert.assets import checkpoint_path
     from minibert.datasets import CONLL2003_LABELS, decode_tagged, encode_tagged, read_conll2003
     from minibert.metrics import ner_scores
-    from minibert.training import TrainingArguments, evaluate, train
+    from minibert.training import TrainingArguments, evaluate
 
     transformers.logging.set_verbosity_error()
     folder = checkpoint_path(None)
@@ -61,15 +56,12 @@ def main() -> None:
                               seed=args.seed, device="cpu", precision="fp32", progress=False,
                               evaluate_every_epoch=False, pad_token_id=tok.pad_token_id, num_labels=n)
     gold = [list(s.tags) for s in valid]
-    rows = {}
-    for name, model in (("minibert", ours), ("transformers", theirs)):
-        start = time.perf_counter()
-        res = train(model, train_f, targs, metrics_fn=None)
-        train_secs = time.perf_counter() - start
-        start = time.perf_counter()
+
+    def score(model):
         out = evaluate(model, valid_f, 64, "cpu", metrics_fn=None)
-        rows[name] = (ner_scores(gold, decode_tagged(out.logits, out.labels, valid, CONLL2003_LABELS)), train_secs,
-                      time.perf_counter() - start, res.losses[-1])
+        return ner_scores(gold, decode_tagged(out.logits, out.labels, valid, CONLL2003_LABELS))
+
+    rows = race({"minibert": ours, "transformers": theirs}, train_f, targs, score, metrics_fn=None)
     print(f"\n{'':14s} {'P':>6s} {'R':>6s} {'F1':>6s} {'train s':>8s} {'eval s':>7s} {'last loss':>9s}")
     for name, (s, tr, ev, loss) in rows.items():
         print(f"{name:14s} {100 * s['precision']:6.1f} {100 * s['recall']:6.1f} {100 * s['f1']:6.1f} {tr:8.1f} "

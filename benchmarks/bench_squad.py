@@ -12,26 +12,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 import torch
+
+from task_race import race, task_parser
 
 EVAL_ARTICLES = ("Normans", "Sky_(United_Kingdom)", "Victoria_(Australia)")
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = task_parser(__doc__, max_seq_length=128, batch_size=16)
     p.add_argument("--train-questions", type=int, default=480)
     p.add_argument("--eval-articles", nargs="+", default=list(EVAL_ARTICLES))
-    p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--doc-stride", type=int, default=48)
     p.add_argument("--max-query-length", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
     return p.parse_args()
 
 
@@ -45,7 +40,7 @@ def main() -> None:
     from minibert.datasets import read_squad
     from minibert.metrics import squad_scores
     from minibert.squad import SquadResult, convert_examples_to_features, postprocess_predictions
-    from minibert.training import TrainingArguments, evaluate, train
+    from minibert.training import TrainingArguments, evaluate
 
     transformers.logging.set_verbosity_error()
     folder = checkpoint_path(None)
@@ -73,15 +68,13 @@ def main() -> None:
     targs = TrainingArguments(learning_rate=args.lr, num_train_epochs=args.epochs, train_batch_size=args.batch_size,
                               seed=args.seed, device="cpu", precision="fp32", progress=False,
                               evaluate_every_epoch=False, pad_token_id=tok.pad_token_id)
-    rows = {}
-    for name, model in (("minibert", ours), ("transformers", theirs)):
-        start = time.perf_counter()
-        res = train(model, train_f, targs, metrics_fn=None)
-        train_s = time.perf_counter() - start
-        start = time.perf_counter()
+
+    def score(model):
         out = evaluate(model, eval_f, 64, "cpu", metrics_fn=None)
         preds, _, _ = postprocess_predictions(eval_ex, eval_w, [SquadResult(s.numpy(), e.numpy()) for s, e in out.logits])
-        rows[name] = (squad_scores(eval_json, preds), train_s, time.perf_counter() - start, res.losses[-1])
+        return squad_scores(eval_json, preds)
+
+    rows = race({"minibert": ours, "transformers": theirs}, train_f, targs, score, metrics_fn=None)
     print(f"\n{'':14s} {'EM':>6s} {'F1':>6s} {'train s':>8s} {'eval s':>7s} {'last loss':>9s}")
     for name, (s, tr, ev, loss) in rows.items():
         print(f"{name:14s} {s['exact_match']:6.1f} {s['f1']:6.1f} {tr:8.1f} {ev:7.1f} {loss:9.4f}")

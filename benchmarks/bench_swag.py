@@ -11,24 +11,19 @@ clipping are identical by construction, and the choice scorer starts from the sa
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+
+from task_race import race, task_parser
 
 TRAIN_BOOKS = ("austen-emma", "chesterton-thursday")
 EVAL_BOOKS = ("austen-persuasion", "austen-sense")
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = task_parser(__doc__, max_seq_length=64, batch_size=8)
     p.add_argument("--train", type=int, default=320)
     p.add_argument("--eval", type=int, default=200)
-    p.add_argument("--max-seq-length", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
     return p.parse_args()
 
 
@@ -41,7 +36,7 @@ def main() -> None:
     from minibert.assets import checkpoint_path, data_path
     from minibert.datasets import encode_multiple_choice, next_sentence_choices
     from minibert.pretraining import read_book_documents
-    from minibert.training import TrainingArguments, evaluate, train
+    from minibert.training import TrainingArguments, evaluate
 
     def built(books, n):
         per_book = -(-n // len(books))
@@ -64,14 +59,8 @@ def main() -> None:
     targs = TrainingArguments(learning_rate=args.lr, num_train_epochs=args.epochs, train_batch_size=args.batch_size,
                               seed=args.seed, device="cpu", precision="fp32", progress=False,
                               evaluate_every_epoch=False, pad_token_id=tok.pad_token_id, num_labels=4)
-    rows = {}
-    for name, model in (("minibert", ours), ("transformers", theirs)):
-        start = time.perf_counter()
-        res = train(model, train_f, targs)
-        train_secs = time.perf_counter() - start
-        start = time.perf_counter()
-        out = evaluate(model, eval_f, 32, "cpu")
-        rows[name] = (out.metrics["accuracy"], train_secs, time.perf_counter() - start, res.losses[-1])
+    rows = race({"minibert": ours, "transformers": theirs}, train_f, targs,
+                lambda model: evaluate(model, eval_f, 32, "cpu").metrics["accuracy"])
     print(f"\n{'':14s} {'acc %':>6s} {'train s':>8s} {'eval s':>7s} {'last loss':>9s}")
     for name, (acc, tr, ev, loss) in rows.items():
         print(f"{name:14s} {100 * acc:6.1f} {tr:8.1f} {ev:7.1f} {loss:9.4f}")
