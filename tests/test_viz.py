@@ -239,13 +239,23 @@ def test_plots_and_widget(model, tokenizer, batches):
 
     w = widgets.attention_explorer(model, tokenizer, ["Who was Jim Henson?", ("A dog.", "A cat.")])
     dropdown, layer, head = w.children[0].children
-    assert w.last_axes.get_title() == "layer 0, head 0"  # the default view is drawn at once
+    # the default view is drawn at once, on the head that reads the previous token the most
+    first = viz.get_attention(model, tokenizer, "Who was Jim Henson?")
+    to_previous = torch.stack([a[0].diagonal(offset=-1, dim1=-2, dim2=-1).mean(-1) for a in first.attentions])
+    best = divmod(int(to_previous.argmax()), first.num_heads)
+    assert best != (0, 0) and w.last_axes.get_title() == f"layer {best[0]}, head {best[1]}"
+    assert (layer.value, head.value) == best
     dropdown.value, layer.value, head.value = 1, 5, 11  # fires the callbacks in the kernel
     assert w.last_axes.get_title() == "layer 5, head 11" and layer.max == 5 and head.max == 11
     assert [t.get_text() for t in w.last_axes.get_xticklabels()][:3] == ["[CLS]", "a", "dog"]
     plt.close("all")
     with pytest.raises(ValueError, match="at least one sentence"):
         widgets.attention_explorer(model, tokenizer, [])
+    with pytest.raises(ValueError, match="layer=6, head=0 is outside"):
+        widgets.attention_explorer(model, tokenizer, ["A dog."], layer=6, head=0)
+    w = widgets.attention_explorer(model, tokenizer, ["A dog."], layer=2, head=7)
+    assert w.last_axes.get_title() == "layer 2, head 7"
+    plt.close("all")
 
 
 def test_check_attention_entropy_accepts_right_and_names_wrong():

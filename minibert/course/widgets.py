@@ -122,11 +122,13 @@ class TrainingForm:
 
 
 def attention_explorer(model: torch.nn.Module, tokenizer: Any, texts: Sequence[TextInput],
-                       max_seq_length: int = 128) -> Any:
+                       max_seq_length: int = 128, layer: int | None = None, head: int | None = None) -> Any:
     """Dropdown for the sentence, sliders for layer and head; redraws the offline heat map on every change.
 
     Attention is computed once per sentence and cached. The first view is drawn when the widget is built, so it
-    shows something even where widget callbacks never run (CI, a static notebook viewer).
+    shows something even where widget callbacks never run (CI, a static notebook viewer). It opens on
+    ``layer``/``head`` when given, else on the head of the first sentence that reads the previous token the
+    most: a visible pattern rather than whatever layer 0, head 0 happens to do.
     """
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
@@ -144,10 +146,17 @@ def attention_explorer(model: torch.nn.Module, tokenizer: Any, texts: Sequence[T
         return cache[i]
 
     first = result_for(0)
+    if layer is None or head is None:
+        to_previous = torch.stack([a[0].diagonal(offset=-1, dim1=-2, dim2=-1).mean(-1) for a in first.attentions])
+        best_layer, best_head = divmod(int(to_previous.argmax()), first.num_heads)
+        layer, head = (best_layer if layer is None else layer), (best_head if head is None else head)
+    if not (0 <= layer < first.num_layers and 0 <= head < first.num_heads):
+        raise ValueError(f"layer={layer}, head={head} is outside this model's {first.num_layers} layers x "
+                         f"{first.num_heads} heads (both count from 0)")
     sentence = widgets.Dropdown(options=[(lab[:80], i) for i, lab in enumerate(labels)], value=0,
                                 description="sentence")
-    layer = widgets.IntSlider(0, 0, first.num_layers - 1, description="layer")
-    head = widgets.IntSlider(0, 0, first.num_heads - 1, description="head")
+    layer = widgets.IntSlider(layer, 0, first.num_layers - 1, description="layer")
+    head = widgets.IntSlider(head, 0, first.num_heads - 1, description="head")
     out = widgets.Output()
 
     box = widgets.VBox([widgets.HBox([sentence, layer, head]), out])
