@@ -289,6 +289,23 @@ class BertAdam(Optimizer):
                         max_grad_norm=max_grad_norm)
         super().__init__(params, defaults)
 
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group, checking the values it sets itself (e.g. ``weight_decay`` of the no-decay group) as the
+        constructor checks its defaults: a typo such as ``"weight_decay": "0.01"`` or a negative ``lr`` in one
+        group would otherwise fail at the first step or quietly train that group wrongly."""
+        where = f"param group {len(self.param_groups)}"
+        for name in ("lr", "b1", "b2", "e", "weight_decay", "max_grad_norm"):
+            if name in param_group:
+                _check_number(f"{where}: {name}", param_group[name])
+        bounds = {"lr": (0.0, math.inf), "weight_decay": (0.0, math.inf), "e": (0.0, math.inf),
+                  "b1": (0.0, 1.0), "b2": (0.0, 1.0)}
+        for name, (low, high) in bounds.items():
+            if name in param_group and not low <= param_group[name] < high:
+                raise ValueError(f"{where}: {name}={param_group[name]} must be in [{low:g}, {high:g})")
+        if "schedule" in param_group and not isinstance(param_group["schedule"], LRSchedule):
+            raise ValueError(f"{where}: schedule must be an LRSchedule object, got {param_group['schedule']!r}")
+        super().add_param_group(param_group)
+
     def get_lr(self) -> list[float]:
         """Current scheduled lr of every parameter that has taken a step (as the original)."""
         lrs = []

@@ -214,3 +214,18 @@ def test_check_bertadam_step_names_the_mistake():
 
     with pytest.raises(AssertionError, match="per-tensor gradient clipping"):
         check_bertadam_step(no_clip)
+
+
+def test_values_set_per_param_group_are_checked_and_name_the_group():
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(TypeError, match=r"param group 1: weight_decay must be a number, got '0\.0'"):
+        BertAdam([{"params": [a]}, {"params": [b], "weight_decay": "0.0"}], lr=0.1)
+    with pytest.raises(ValueError, match=r"param group 0: lr=-0\.1 must be in \[0, inf\)"):
+        BertAdam([{"params": [a], "lr": -0.1}], lr=0.1)
+    with pytest.raises(ValueError, match=r"param group 1: b2=1\.0 must be in \[0, 1\)"):
+        BertAdam([{"params": [a]}, {"params": [b], "b2": 1.0}], lr=0.1)
+    with pytest.raises(ValueError, match="param group 0: weight_decay=nan is not finite"):
+        BertAdam([{"params": [a], "weight_decay": float("nan")}], lr=0.1)
+    # a valid override is kept, and the other group gets the default
+    opt = BertAdam([{"params": [a], "weight_decay": 0.0}, {"params": [b]}], lr=0.1)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.0, 0.01]
