@@ -475,6 +475,31 @@ def evaluate_pretraining(model: torch.nn.Module, batches: list[dict], device: to
             "nsp_accuracy": tot["nsp_correct"] / max(tot["nsp_count"], 1), "masked_tokens": int(tot["mlm_count"])}
 
 
+@torch.no_grad()
+def mlm_accuracy_by_input(model: torch.nn.Module, batches: list[dict], mask_token_id: int,
+                          device: torch.device | str | None = None) -> dict[str, tuple[float, int]]:
+    """Held-out MLM accuracy split by what the model saw at each target: ``[MASK]`` (80%), a random token (10%)
+    or the token itself (10%, section 3.1), as (accuracy, count). The overall accuracy counts all three, and the
+    unchanged 10% only need a copy of the input: a model that ignores the context still scores them, so the
+    ``[MASK]`` column is the one that shows whether it reads the context."""
+    device = device if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct, count = torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long)
+    for batch in batches:
+        b = _to(batch, device)
+        scores, _ = model(b["input_ids"], b["token_type_ids"], b["attention_mask"])
+        labels, inputs = b["masked_lm_labels"], b["input_ids"]
+        target = labels >= 0
+        kind = torch.where(inputs == mask_token_id, 0, torch.where(inputs == labels, 2, 1))[target].cpu()
+        hit = (scores.argmax(-1) == labels)[target].cpu().long()
+        correct += torch.bincount(kind, hit, minlength=3).long()
+        count += torch.bincount(kind, minlength=3)
+    model.train(was_training)
+    return {name: ((c / n).item() if n else float("nan"), int(n))
+            for name, c, n in zip(("[MASK]", "random token", "unchanged"), correct, count)}
+
+
 def unigram_baseline(train: PretrainingDataset, batches: list[dict], vocab: dict[str, int] | None = None
                      ) -> dict[str, float]:
     """The no-context baseline: predict every masked token from training-set token frequencies (add-one).

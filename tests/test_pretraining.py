@@ -281,3 +281,27 @@ def test_read_book_documents_uses_the_corpus_sentence_splitter():
     emma = P.read_book_documents(data_path("gutenberg", "austen-emma.txt"), sentences_per_document=10 ** 6)
     text = data_path("gutenberg", "austen-emma.txt").read_text(encoding="utf-8")
     assert emma[0] == [s for doc in gutenberg_documents(text) for s in doc]  # same sentences as the corpus
+
+
+def test_mlm_accuracy_by_input_splits_targets_by_what_the_model_saw(dataset, tok):
+    """A model that copies its input is right on every unchanged target, wrong on every [MASK], and right on a
+    random-token target only when the random id happens to be the label: the split notebook 07 shows."""
+    col = P.PretrainingCollator(tok, seed=3)
+    batches = P.fixed_batches(P.PretrainingDataset(dataset.instances[:96], tok), col, 32)
+
+    class Copy(torch.nn.Module):
+        def forward(self, input_ids, token_type_ids, attention_mask):
+            scores = torch.nn.functional.one_hot(input_ids, len(tok.vocab)).float()
+            return scores, torch.zeros(input_ids.shape[0], 2)
+
+    r = P.mlm_accuracy_by_input(Copy(), batches, tok.mask_token_id, device="cpu")
+    labels = torch.cat([b["masked_lm_labels"].reshape(-1) for b in batches])
+    inputs = torch.cat([b["input_ids"].reshape(-1) for b in batches])
+    target = labels >= 0
+    assert sum(n for _, n in r.values()) == int(target.sum())
+    assert r["[MASK]"] == (0.0, int((target & (inputs == tok.mask_token_id)).sum()))
+    assert r["unchanged"] == (1.0, int((target & (inputs == labels)).sum()))
+    assert r["random token"][0] == 0.0  # a random id equal to its label counts as unchanged
+    # the 80/10/10 split: each share within 5 binomial sd of its expectation
+    n = int(target.sum())
+    assert within(r["[MASK]"][1], n, 0.8) and within(r["unchanged"][1] + r["random token"][1], n, 0.2)
