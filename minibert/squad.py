@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["context_pieces", "tokenize_context", "doc_spans", "max_context", "Window", "convert_examples_to_features",
            "SquadResult", "predict_logits",
-           "postprocess_predictions", "best_null_threshold", "overlap_baseline"]
+           "postprocess_predictions", "best_null_threshold", "overlap_baseline", "first_sentence_baseline"]
 
 Span = Tuple[int, int]  # [start, end) character offsets into the context
 
@@ -272,11 +272,20 @@ def best_null_threshold(examples: Sequence[SquadExample], null_diff: Dict[str, f
     return best_thresh, 100.0 * best / max(len(qids), 1)
 
 
+def _sentences(context: str) -> List[str]:
+    """The context cut at '. ', '? ' and '! ' (a rough sentence split, enough for a baseline)."""
+    return [s for s in context.replace("? ", ". ").replace("! ", ". ").split(". ") if s] or [context]
+
+
 def overlap_baseline(examples: Sequence[SquadExample]) -> Dict[str, str]:
     """A trivial baseline: answer with the context sentence that shares most words with the question."""
     preds = {}
     for ex in examples:
         q = set(normalize_answer(ex.question_text).split())
-        sentences = [s for s in ex.context_text.replace("? ", ". ").replace("! ", ". ").split(". ") if s]
-        preds[ex.qas_id] = max(sentences, key=lambda s: len(q & set(normalize_answer(s).split())))
+        preds[ex.qas_id] = max(_sentences(ex.context_text), key=lambda s: len(q & set(normalize_answer(s).split())))
     return preds
+
+
+def first_sentence_baseline(examples: Sequence[SquadExample]) -> Dict[str, str]:
+    """A trivial baseline that ignores the question: answer with the context's first sentence."""
+    return {ex.qas_id: _sentences(ex.context_text)[0] for ex in examples}

@@ -5,8 +5,8 @@ import torch
 
 from minibert.datasets import SquadExample, read_squad
 from minibert.squad import (SquadResult, best_null_threshold, context_pieces, convert_examples_to_features,
-                            doc_spans, max_context, overlap_baseline, postprocess_predictions, predict_logits,
-                            tokenize_context)
+                            doc_spans, first_sentence_baseline, max_context, overlap_baseline,
+                            postprocess_predictions, predict_logits, tokenize_context)
 from minibert.tokenization import BertTokenizer
 
 
@@ -155,3 +155,8 @@ def test_predict_logits_matches_one_by_one(tokenizer):
 def test_overlap_baseline_returns_a_sentence_of_the_context():
     ex = SquadExample("q", "Who founded the city?", "It rains. Romulus founded the city. The end", (("Romulus", 10),))
     assert overlap_baseline([ex]) == {"q": "Romulus founded the city"}
+
+
+def test_first_sentence_baseline_ignores_the_question():
+    ex = SquadExample("q", "Who founded the city?", "It rains. Romulus founded the city. The end", (("Romulus", 10),))
+    assert first_sentence_baseline([ex]) == {"q": "It rains"}
