@@ -5,7 +5,7 @@ Both models go through minibert's one training loop (``training.train``, which t
 its loss), so the batches (length-bucketed, same seed), BertAdam, warmup and clipping are identical by
 construction; the QA head starts from the same random values. Only the model implementations differ.
 
-    python benchmarks/bench_squad.py                        # notebook 13's fast mode: 480 questions, seq 128
+    python benchmarks/bench_squad.py                        # notebook 13's fast mode: 256 questions, seq 128
     python benchmarks/bench_squad.py --train-questions 160 --eval-articles Normans
 """
 from __future__ import annotations
@@ -23,10 +23,11 @@ EVAL_ARTICLES = ("Normans", "Sky_(United_Kingdom)", "Victoria_(Australia)")
 
 def parse_args() -> argparse.Namespace:
     p = task_parser(__doc__, max_seq_length=128, batch_size=16)
-    p.add_argument("--train-questions", type=int, default=480)
+    p.add_argument("--train-questions", type=int, default=256)
     p.add_argument("--eval-articles", nargs="+", default=list(EVAL_ARTICLES))
     p.add_argument("--doc-stride", type=int, default=48)
     p.add_argument("--max-query-length", type=int, default=32)
+    p.add_argument("--max-answer-length", type=int, default=15)  # notebook 13's fast mode (run_squad: 30)
     return p.parse_args()
 
 
@@ -71,7 +72,8 @@ def main() -> None:
 
     def score(model):
         out = evaluate(model, eval_f, 64, "cpu", metrics_fn=None)
-        preds, _, _ = postprocess_predictions(eval_ex, eval_w, [SquadResult(s.numpy(), e.numpy()) for s, e in out.logits])
+        results = [SquadResult(s.numpy(), e.numpy()) for s, e in out.logits]
+        preds, _, _ = postprocess_predictions(eval_ex, eval_w, results, max_answer_length=args.max_answer_length)
         return squad_scores(eval_json, preds)
 
     rows = race({"minibert": ours, "transformers": theirs}, train_f, targs, score, metrics_fn=None)
