@@ -391,11 +391,7 @@ def _checksum(payload: dict[str, Any]) -> str:
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") and isinstance(model, nn.parallel.DistributedDataParallel) \
-        else model
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DistributedDataParallel (whose attributes and state_dict keys are the model's own)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
