@@ -5,7 +5,7 @@ Both models go through minibert's one training loop (``training.train``, which t
 its loss), so the batches (length-bucketed, same seed), BertAdam, warmup and clipping are identical by
 construction; the QA head starts from the same random values. Only the model implementations differ.
 
-    python benchmarks/bench_squad.py                        # notebook 13's fast mode: 256 questions, seq 128
+    python benchmarks/bench_squad.py                        # notebook 13's fast mode: 512 questions, seq 128 (dropout kept on both sides)
     python benchmarks/bench_squad.py --train-questions 160 --eval-articles Normans
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ EVAL_ARTICLES = ("Normans", "Sky_(United_Kingdom)", "Victoria_(Australia)")
 
 def parse_args() -> argparse.Namespace:
     p = task_parser(__doc__, max_seq_length=128, batch_size=16)
-    p.add_argument("--train-questions", type=int, default=256)
+    p.add_argument("--train-questions", type=int, default=512)
     p.add_argument("--eval-articles", nargs="+", default=list(EVAL_ARTICLES))
     p.add_argument("--doc-stride", type=int, default=48)
     p.add_argument("--max-query-length", type=int, default=32)
