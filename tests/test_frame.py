@@ -301,6 +301,14 @@ def test_requires_python_is_what_the_dependencies_need():
     assert f"{'.'.join(map(str, tests_floor))}+ for `make test`" in readme
 
 
+def test_readme_lists_every_notebook_once_in_order():
+    """The README's notebook list (one `| `NN_name` | what it does |` row each) is where a learner finds a
+    chapter: a notebook missing there, or a row overwritten by another table's, goes unnoticed otherwise."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    listed = re.findall(r"^\| `(\d\d_\w+)` \| \S", readme, re.M)
+    assert listed == [p.stem for p in NOTEBOOKS], f"README lists {listed}"
+
+
 def test_readme_library_snippet_prints_what_it_says():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     snippet = re.search(r"## The library\n\n```python\n(.+?)\n```", readme, re.S).group(1)
