@@ -15,10 +15,16 @@ import time
 import torch
 
 
+# Read once, at import (conftest imports this before the session sets its own count): torch's default and
+# whether the user chose a count. Read later, they would be the session's choice and the notebook's own setenv.
+DEFAULT_THREADS = torch.get_num_threads()
+EXPLICIT = "OMP_NUM_THREADS" in os.environ
+
+
 def fastest_thread_count() -> tuple[int, dict[int, float]]:
     """(the faster of 1 and torch's default thread count, seconds each took on the probe)."""
-    default = torch.get_num_threads()
-    if "OMP_NUM_THREADS" in os.environ or default == 1:
+    default, current = DEFAULT_THREADS, torch.get_num_threads()
+    if EXPLICIT or default == 1:
         return default, {}
     x, w = torch.randn(2048, 128), torch.randn(128, 512)  # one feed-forward matmul of a small fast-mode model
     timings: dict[int, float] = {}
@@ -31,5 +37,5 @@ def fastest_thread_count() -> tuple[int, dict[int, float]]:
                 (x @ w).relu_().sum()
             timings[n] = time.perf_counter() - start
     finally:
-        torch.set_num_threads(default)
+        torch.set_num_threads(current)
     return min(timings, key=timings.get), timings
