@@ -328,7 +328,6 @@ def encode_tagged(sentences: list[TaggedSentence], tokenizer, labels: tuple[str,
     return features
 
 
-
 def decode_tagged(token_logits: list, label_ids: list, sentences: list[TaggedSentence],
                   labels: tuple[str, ...]) -> list[list[str]]:
     """Per-word tags back from per-token logits, the inverse of :func:`encode_tagged`: the argmax on each word's
@@ -340,6 +339,7 @@ def decode_tagged(token_logits: list, label_ids: list, sentences: list[TaggedSen
         words = [labels[int(row.argmax())] for row in (logits[i] for i in first)]
         tags.append(words + ["O"] * (len(sentence.words) - len(words)))
     return tags
+
 
 def encode_multiple_choice(examples: list[SwagExample], tokenizer, max_seq_length: int = 64) -> list[dict]:
     """run_swag's inputs: for every ending ``[CLS] context [SEP] start_ending ending [SEP]``; the pair is
