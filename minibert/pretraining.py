@@ -538,7 +538,8 @@ def pretrain(model: torch.nn.Module, train: PretrainingDataset, collator: Pretra
              optimizer: BertAdam, num_steps: int, batch_size: int = 32, eval_batches: list[dict] | None = None,
              eval_every: int = 0, max_seconds: float | None = None, device: torch.device | str | None = None,
              callback: Callable[[PretrainHistory], None] | None = None, callback_every: int = 10, seed: int = 0,
-             precision: str = "auto", args: TrainingArguments | None = None) -> PretrainHistory:
+             precision: str = "auto", args: TrainingArguments | None = None,
+             history: PretrainHistory | None = None) -> PretrainHistory:
     """Train with MLM + NSP for `num_steps` optimizer steps, cycling over `train`: :func:`minibert.training.train`
     (the one loop: mixed precision, accumulation, checkpoints, DDP) with `collator` as its collate, and a
     history of the curves for notebooks.
@@ -547,6 +548,8 @@ def pretrain(model: torch.nn.Module, train: PretrainingDataset, collator: Pretra
     runs every `callback_every` steps (e.g. a live plot); held-out metrics every `eval_every` steps and at the
     end. `max_seconds` stops early (reported, so a busy machine shows fewer steps, not a different curve).
     `args` overrides the TrainingArguments built from the other parameters (e.g. gradient accumulation).
+    `history` continues the curves of an earlier call, e.g. BERT's phases of short then long sequences
+    (appendix A.2) with one optimizer: its steps count on from the earlier call's last step.
     """
     if len(train) == 0:
         raise ValueError("empty training set: check max_documents / the data path")
@@ -557,13 +560,14 @@ def pretrain(model: torch.nn.Module, train: PretrainingDataset, collator: Pretra
         args = TrainingArguments(num_train_epochs=epochs, max_steps=num_steps, train_batch_size=batch_size,
                                  seed=seed, device=None if device is None else str(device), precision=precision,
                                  progress=False)
-    hist = PretrainHistory()
+    hist = PretrainHistory() if history is None else history
+    offset, earlier_seconds = (hist.step[-1] if hist.step else 0), hist.seconds
     start = time.perf_counter()
 
     def on_event(event: str, state) -> None:
         if event != "step":
             return
-        step, record = state.global_step, state.log_history[-1]
+        step, record = offset + state.global_step, state.log_history[-1]
         t = stats.pop()
         hist.step.append(step)
         hist.loss.append(record["loss"])
@@ -571,13 +575,13 @@ def pretrain(model: torch.nn.Module, train: PretrainingDataset, collator: Pretra
         hist.mlm_accuracy.append(t["mlm_correct"] / max(t["mlm_count"], 1))
         hist.nsp_accuracy.append(t["nsp_correct"] / max(t["nsp_count"], 1))
         out_of_time = max_seconds is not None and time.perf_counter() - start > max_seconds
-        done = step >= num_steps or out_of_time
+        done = state.global_step >= num_steps or out_of_time
         if eval_batches is not None and ((eval_every and step % eval_every == 0) or done):
             hist.evals.append((step, evaluate_pretraining(model, eval_batches)))
-        hist.seconds = time.perf_counter() - start
+        hist.seconds = earlier_seconds + time.perf_counter() - start
         if callback is not None and (step % callback_every == 0 or done):
             callback(hist)
-        if out_of_time and step < num_steps:
+        if out_of_time and state.global_step < num_steps:
             raise StopTraining(f"time budget of {max_seconds:.0f} s spent")
 
     with PretrainingStats(model) as stats:

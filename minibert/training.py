@@ -256,11 +256,13 @@ def build_optimizer(model: nn.Module, args: TrainingArguments, t_total: int) -> 
 
 def _update_lr(optimizer: torch.optim.Optimizer, step: int) -> float:
     """The learning rate the update number ``step`` (1-based) used: BertAdam keeps the base lr in the group and
-    applies its schedule inside step(), at the count of updates made before."""
+    applies its schedule inside step(), at the count of updates made before. That count is the optimizer's own
+    (it goes on across calls, e.g. pre-training phases sharing one BertAdam), read off its state."""
     group = optimizer.param_groups[0]
     schedule = group.get("schedule")
     if schedule is not None and hasattr(schedule, "get_lr"):
-        return float(group["lr"] * schedule.get_lr(step - 1, nowarn=True))
+        made = next((optimizer.state[p]["step"] for p in group["params"] if "step" in optimizer.state[p]), step)
+        return float(group["lr"] * schedule.get_lr(made - 1, nowarn=True))
     return float(group["lr"])
 
 

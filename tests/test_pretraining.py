@@ -246,6 +246,28 @@ def test_pretrain_loop_learns_a_fixed_batch(dataset, tok):
     assert after["perplexity"] == pytest.approx(math.exp(after["mlm_loss"]))
 
 
+def test_pretrain_phases_continue_one_history(dataset, tok):
+    """BERT's short-then-long phases with one optimizer: the second call's steps, evaluations and seconds
+    continue the first's, and the schedule runs on (t_total spans both)."""
+    from minibert import BertAdam, BertConfig, BertForPreTraining
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tok.vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    model = BertForPreTraining(cfg)
+    small = P.PretrainingDataset(dataset.instances[:16], tok)
+    col = P.PretrainingCollator(tok, seed=0)
+    ev = P.fixed_batches(small, col, 16)
+    opt = BertAdam(model.parameters(), lr=1e-3, warmup=0.1, t_total=30)
+    hist = P.pretrain(model, small, col, opt, num_steps=20, batch_size=16, eval_batches=ev, eval_every=15)
+    first_seconds = hist.seconds
+    same = P.pretrain(model, small, col, opt, num_steps=10, batch_size=8, eval_batches=ev, eval_every=15,
+                      history=hist)
+    assert same is hist and hist.step == list(range(1, 31))
+    assert [s for s, _ in hist.evals] == [15, 20, 30]  # every 15 global steps, and at the end of each call
+    assert hist.seconds > first_seconds
+    assert hist.lr[-1] == pytest.approx(1e-3 * (1 - 29 / 30) / 0.9)  # warmup_linear at step 29 of 30, not of 10
+
+
 def test_held_out_metrics_read_off_the_heads_equal_the_full_scores(dataset, tok):
     """evaluate_pretraining lets the model compute its loss (scores at masked positions only) and reads the
     metrics off its heads: they must equal what the full (batch, seq, vocab) scores give."""
