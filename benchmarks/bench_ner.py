@@ -40,7 +40,8 @@ def main() -> None:
     folder = checkpoint_path(None)
     tok = BertTokenizer.from_pretrained(folder)
     train_all = read_conll2003("train")
-    train_s = [train_all[i] for i in np.random.default_rng(args.seed).permutation(len(train_all))[:args.train_sentences]]
+    order = np.random.default_rng(args.seed).permutation(len(train_all))
+    train_s = [train_all[i] for i in order[:args.train_sentences]]
     valid = read_conll2003("valid")[:args.valid_sentences]
     train_f = encode_tagged(train_s, tok, CONLL2003_LABELS, args.max_seq_length)
     valid_f = encode_tagged(valid, tok, CONLL2003_LABELS, args.max_seq_length)

@@ -31,7 +31,8 @@ import torch.utils.checkpoint
 from torch import nn
 
 from minibert import checkpoints
-from minibert.assets import CONFIG_NAME, HUB_URL, PRETRAINED_NAMES, WEIGHTS_NAME  # noqa: F401 (0.6.2 exported them from modeling)
+# 0.6.2 exported these names from modeling; kept importable from here
+from minibert.assets import CONFIG_NAME, HUB_URL, PRETRAINED_NAMES, WEIGHTS_NAME  # noqa: F401
 from minibert.config import ACT2FN, BertConfig
 
 logger = logging.getLogger(__name__)

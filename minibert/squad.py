@@ -146,7 +146,8 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer, ma
             windows.append(Window(ex_index, span_index, token_spans, is_max))
             if is_training:
                 if tok_start is not None and start <= tok_start and tok_end < start + length:
-                    feat["start_positions"], feat["end_positions"] = tok_start - start + offset, tok_end - start + offset
+                    feat["start_positions"] = tok_start - start + offset
+                    feat["end_positions"] = tok_end - start + offset
                 else:
                     feat["start_positions"] = feat["end_positions"] = 0
             features.append(feat)
