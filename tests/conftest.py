@@ -6,16 +6,16 @@ import torch
 
 from minibert import BertModel, BertTokenizer
 from minibert.assets import checkpoint_path
-from threads import fastest_thread_count
+from threads import session_thread_count
 
 _THREADS: list[str] = []
 
 
 def pytest_configure(config) -> None:
     """Run the session on the faster thread count for this machine's load (see tests/threads.py)."""
-    n, timings = fastest_thread_count()
+    n, timings = session_thread_count()
     torch.set_num_threads(n)
-    probe = ", ".join(f"{k} thread(s) {v * 1e3:.0f} ms" for k, v in timings.items()) or "OMP_NUM_THREADS or 1 core"
+    probe = ", ".join(f"{k} thread(s) {v * 1e3:.0f} ms" for k, v in timings.items()) or "OMP_NUM_THREADS"
     _THREADS.append(f"torch threads: {n} (probe: {probe})")
 
 

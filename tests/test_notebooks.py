@@ -21,7 +21,7 @@ from nbclient.exceptions import CellExecutionError
 
 from minibert import assets
 from mirror import Mirror, course_hub, source_data_dir
-from threads import fastest_thread_count
+from threads import session_thread_count
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -47,8 +47,8 @@ def test_notebook_runs_on_a_learners_machine(path, mirror, tmp_path, monkeypatch
     monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.delenv(assets.CHECKPOINT_ENV, raising=False)
     # torch's default of one thread per core runs several times slower when other processes hold the cores:
-    # measured just before each notebook, so a busy machine gets 1 thread and an idle one all its cores
-    monkeypatch.setenv("OMP_NUM_THREADS", str(fastest_thread_count()[0]))
+    # the count the session measured at its start, so a busy machine gets 1 thread and an idle one all its cores
+    monkeypatch.setenv("OMP_NUM_THREADS", str(session_thread_count()[0]))
     before = _listing(NOTEBOOK_DIR)
     notebook = nbformat.read(path, as_version=4)
     # "python3" is this interpreter's own kernel: the test runs in the environment it was started from, whether

@@ -3,16 +3,19 @@
 torch starts one OpenMP thread per core. When other processes keep those cores busy, every parallel op waits at
 a barrier for a thread that is not running: beside two busy loops on 2 cores, a training-sized matmul ran 7x
 slower on 2 threads than on 1 (12.8 s against 1.7 s for the same work). On an idle machine 2 threads are faster.
-So the test session and each notebook's kernel take whichever count runs a small probe faster. An explicit
-OMP_NUM_THREADS is kept as it is.
+So the test session takes whichever count runs a small probe faster, once at its start, and every notebook's
+kernel gets the same count. An explicit OMP_NUM_THREADS is kept as it is.
 
 The probe runs in a fresh process, as a notebook's kernel starts: measured inside the test session, after the
 session has set its own count, torch.set_num_threads(2) did not give two running threads again, both counts timed
-alike and the choice became a coin flip (a busy machine then ran a notebook on 2 threads, 10x slower).
+alike and the choice became a coin flip (a busy machine then ran a notebook on 2 threads, 10x slower). Probed
+again before each notebook, in a fresh process, a loaded machine still gave some notebooks 2 threads, and one such
+kernel stopped answering (twice, under two busy loops); so the count is chosen once per session.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -53,6 +56,12 @@ def fastest_thread_count() -> tuple[int, dict[int, float]]:
     # there many threads cost up to 10x where 1 thread costs at most the cores' count
     many = max(timings)
     return (many if timings[many] < 0.8 * timings[1] else 1), timings
+
+
+@functools.cache
+def session_thread_count() -> tuple[int, dict[int, float]]:
+    """:func:`fastest_thread_count` measured once, at the first call (the session's start), then reused."""
+    return fastest_thread_count()
 
 
 if __name__ == "__main__":
