@@ -223,15 +223,20 @@ def test_losses_metrics_and_unigram_baseline(dataset, tok):
     assert r["nsp_correct"] == 32
 
 
-def test_pretrain_loop_learns_a_fixed_batch(dataset, tok):
-    from minibert import BertAdam, BertConfig, BertForPreTraining
+def _tiny_pretraining_run(dataset, tok):
+    """A seeded 1-layer BertForPreTraining, 16 training pairs, their collator and those pairs as one fixed batch."""
+    from minibert import BertConfig, BertForPreTraining
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=len(tok.vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=128)
-    model = BertForPreTraining(cfg)
     small = P.PretrainingDataset(dataset.instances[:16], tok)
     col = P.PretrainingCollator(tok, seed=0)
-    ev = P.fixed_batches(small, col, 16)
+    return BertForPreTraining(cfg), small, col, P.fixed_batches(small, col, 16)
+
+
+def test_pretrain_loop_learns_a_fixed_batch(dataset, tok):
+    from minibert import BertAdam
+    model, small, col, ev = _tiny_pretraining_run(dataset, tok)
     before = P.evaluate_pretraining(model, ev)
     opt = BertAdam(model.parameters(), lr=3e-3, warmup=0.1, t_total=40, weight_decay=0.0)
     seen = []
@@ -249,14 +254,8 @@ def test_pretrain_loop_learns_a_fixed_batch(dataset, tok):
 def test_pretrain_phases_continue_one_history(dataset, tok):
     """BERT's short-then-long phases with one optimizer: the second call's steps, evaluations and seconds
     continue the first's, and the schedule runs on (t_total spans both)."""
-    from minibert import BertAdam, BertConfig, BertForPreTraining
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(tok.vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
-    model = BertForPreTraining(cfg)
-    small = P.PretrainingDataset(dataset.instances[:16], tok)
-    col = P.PretrainingCollator(tok, seed=0)
-    ev = P.fixed_batches(small, col, 16)
+    from minibert import BertAdam
+    model, small, col, ev = _tiny_pretraining_run(dataset, tok)
     opt = BertAdam(model.parameters(), lr=1e-3, warmup=0.1, t_total=30)
     hist = P.pretrain(model, small, col, opt, num_steps=20, batch_size=16, eval_batches=ev, eval_every=15)
     first_seconds = hist.seconds
