@@ -39,7 +39,7 @@ class KernelWatch:
     """Kills a notebook's kernel that has used (almost) no CPU for HUNG_AFTER seconds while the client waits on it.
 
     Beside two busy loops, 06's kernel finished its ipywidgets `interact` cell and then sat idle in epoll while
-    nbclient waited (twice in a row, 12 minutes each; never seen on an idle machine). Without this the test
+    nbclient waited (three runs of four, on 2 threads and on 1; never seen on an idle machine). Without this the test
     waits out the 900 s cell limit and fails. With it, the client sees a dead kernel within seconds and the test
     runs the notebook once more, with a warning. A kernel doing real work, however slowly, uses far more CPU."""
 

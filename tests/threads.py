@@ -9,8 +9,8 @@ kernel gets the same count. An explicit OMP_NUM_THREADS is kept as it is.
 The probe runs in a fresh process, as a notebook's kernel starts: measured inside the test session, after the
 session has set its own count, torch.set_num_threads(2) did not give two running threads again, both counts timed
 alike and the choice became a coin flip (a busy machine then ran a notebook on 2 threads, 10x slower). Probed
-again before each notebook, in a fresh process, a loaded machine still gave some notebooks 2 threads, and one such
-kernel stopped answering (twice, under two busy loops); so the count is chosen once per session.
+again before each notebook, even in a fresh process, a loaded machine still gave some notebooks 2 threads; so the
+count is chosen once per session, and every notebook runs on the count the session's header reports.
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ def _probe() -> dict[int, float]:
     return timings
 
 
-def fastest_thread_count() -> tuple[int, dict[int, float]]:
-    """(the faster of 1 and torch's default thread count, seconds each took on the probe). With OMP_NUM_THREADS
-    set, that count and no timings."""
+@functools.cache
+def session_thread_count() -> tuple[int, dict[int, float]]:
+    """(the faster of 1 and torch's default thread count, seconds each took on the probe), measured at the first
+    call (the session's start) and reused. With OMP_NUM_THREADS set, that count and no timings."""
     if "OMP_NUM_THREADS" in os.environ:
         value = os.environ["OMP_NUM_THREADS"]
         if not value.isdigit() or int(value) < 1:
@@ -56,12 +57,6 @@ def fastest_thread_count() -> tuple[int, dict[int, float]]:
     # there many threads cost up to 10x where 1 thread costs at most the cores' count
     many = max(timings)
     return (many if timings[many] < 0.8 * timings[1] else 1), timings
-
-
-@functools.cache
-def session_thread_count() -> tuple[int, dict[int, float]]:
-    """:func:`fastest_thread_count` measured once, at the first call (the session's start), then reused."""
-    return fastest_thread_count()
 
 
 if __name__ == "__main__":
