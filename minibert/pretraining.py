@@ -549,7 +549,7 @@ def pretrain(model: torch.nn.Module, train: PretrainingDataset, collator: Pretra
     end. `max_seconds` stops early (reported, so a busy machine shows fewer steps, not a different curve).
     `args` overrides the TrainingArguments built from the other parameters (e.g. gradient accumulation).
     `history` continues the curves of an earlier call, e.g. BERT's phases of short then long sequences
-    (appendix A.2) with one optimizer: its steps count on from the earlier call's last step.
+    (appendix A.2), with one optimizer or a new one per phase: its steps count on from the earlier call's last step.
     """
     if len(train) == 0:
         raise ValueError("empty training set: check max_documents / the data path")
