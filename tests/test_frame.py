@@ -51,7 +51,7 @@ def test_missing_file_without_variable_says_so(monkeypatch):
 def test_vocab_path_by_name_and_by_path(tmp_path):
     uncased = assets.vocab_path("bert-base-uncased")
     assert uncased.name == "bert-base-uncased-vocab.txt"
-    assert sum(1 for _ in open(uncased, encoding="utf-8")) == 30522
+    assert len(uncased.read_text(encoding="utf-8").splitlines()) == 30522
     assert assets.vocab_path(uncased.parent.parent / "vocab" / uncased.name) == uncased
     with pytest.raises(FileNotFoundError, match="bert-base-uncased"):
         assets.vocab_path(tmp_path / "nope.txt")

@@ -15,6 +15,7 @@ import re
 import shutil
 import tarfile
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -290,10 +291,10 @@ def test_cached_path_returns_a_local_file_and_downloads_a_url_once(tmp_path):
     source.write_text("[PAD]\n[UNK]\n")
     assert cached_path(str(source)) == str(source)  # a local file as is
     first = cached_path(source.as_uri(), cache_dir=tmp_path / "cache")
-    assert first.startswith(str(tmp_path / "cache")) and open(first).read() == "[PAD]\n[UNK]\n"
+    assert first.startswith(str(tmp_path / "cache")) and Path(first).read_text() == "[PAD]\n[UNK]\n"
     source.write_text("changed")
     assert cached_path(source.as_uri(), cache_dir=tmp_path / "cache") == first  # cached: not fetched again
-    assert open(first).read() == "[PAD]\n[UNK]\n"
+    assert Path(first).read_text() == "[PAD]\n[UNK]\n"
     with pytest.raises(EnvironmentError, match="not found"):  # what 2019 code catches
         cached_path(str(tmp_path / "missing.txt"))
     assert isinstance(PYTORCH_PRETRAINED_BERT_CACHE, os.PathLike)
