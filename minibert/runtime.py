@@ -14,6 +14,12 @@ from minibert import assets
 
 MODE_ENV = "MINIBERT_MODE"
 MODES = ("fast", "full")
+# A dry run (Lightning's fast_dev_run): full mode's config, names, downloads and code paths, but every training loop
+# stops after DRY_RUN_UPDATES optimizer updates and every evaluation after DRY_RUN_EVAL_BATCHES batches, so the
+# GPU path runs end to end on a CPU in minutes. Its figures mean nothing; the notebooks say so.
+DRY_RUN_ENV = "MINIBERT_DRY_RUN"
+DRY_RUN_UPDATES = 2
+DRY_RUN_EVAL_BATCHES = 2
 
 
 def course_mode() -> str:
@@ -22,6 +28,16 @@ def course_mode() -> str:
     if mode not in MODES:
         raise ValueError(f"{MODE_ENV}={mode!r} is not a mode: set it to 'fast' or 'full' (or unset it)")
     return mode
+
+
+def dry_run() -> bool:
+    """True when ``$MINIBERT_DRY_RUN`` is 1 (or true/yes): loops stop after a few updates and batches."""
+    value = os.environ.get(DRY_RUN_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"{DRY_RUN_ENV}={value!r}: set it to 1 for a dry run, or 0 (or unset it) for a real one")
 
 
 def default_device() -> torch.device:

@@ -256,6 +256,18 @@ def test_bad_mode_is_an_error(monkeypatch):
         runtime.course_mode()
 
 
+@pytest.mark.parametrize("value, expected", [("", False), ("0", False), ("1", True), ("true", True), ("No", False)])
+def test_dry_run_from_variable(value, expected, monkeypatch):
+    monkeypatch.setenv(runtime.DRY_RUN_ENV, value)
+    assert runtime.dry_run() is expected
+
+
+def test_bad_dry_run_value_is_an_error(monkeypatch):
+    monkeypatch.setenv(runtime.DRY_RUN_ENV, "2")
+    with pytest.raises(ValueError, match="MINIBERT_DRY_RUN='2'.*set it to 1"):
+        runtime.dry_run()
+
+
 def test_environment_report_finds_data_and_checkpoint():
     report = runtime.environment_report()
     assert report["torch"] == torch.__version__
