@@ -354,6 +354,8 @@ WRONG = {
                 (lambda s, y: 1 - roc_auc(s, y), "that is 1 - AUC")],
     "best_span": [(_best_span_without("argmax"), r"\[end before start\] .* it ends \(token 8\) before it starts"),
                   (_best_span_without("max context"), "has its max context in another window"),
+                  (lambda *args: (lambda span: span and (span[0], span[1] + 1))(solutions.best_span(*args)),
+                   r"ends one token late: the end is inclusive"),
                   (_best_span_without("off by one"), r"it is 6 tokens long \(end - start \+ 1\), more than "
                                                      r"max_answer_length=5")],
     "choice_probs": [(_choices("logits"), r"these are the scores \(logits\): apply a softmax over the choices"),

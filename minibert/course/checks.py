@@ -799,9 +799,9 @@ def check_best_span(fn: Callable[..., Any]) -> None:
         got = _call(fn, start.copy(), end.copy(), window, 20, max_len, case=name)
         if got is not None:
             try:
-                got = (int(got[0]), int(got[1]))
                 if len(got) != 2:
                     raise ValueError
+                got = (int(got[0]), int(got[1]))
             except (TypeError, ValueError, IndexError):
                 raise AssertionError(f"[{name}] return (start, end) token indices, or None, got {got!r}") from None
         if got == expected:
@@ -809,11 +809,14 @@ def check_best_span(fn: Callable[..., Any]) -> None:
         if got is None:
             raise AssertionError(f"[{name}] you returned None, but ({expected[0]}, {expected[1]}) is a valid span "
                                  f"(score {start[expected[0]] + end[expected[1]]:.3f})")
+        if expected is not None and got == (expected[0], expected[1] + 1):
+            raise AssertionError(f"[{name}] your span {got} ends one token late: the end is inclusive, "
+                                 f"{expected} covers tokens {expected[0]} to {expected[1]}")
         problem = _span_problem(got, window, max_len)
         if problem:
             raise AssertionError(f"[{name}] your span {got} cannot be an answer: {problem}")
         if expected is None:
-            raise AssertionError(f"[{name}] your span {got} is allowed?! expected None")  # unreachable by design
+            raise AssertionError(f"[{name}] your span {got}: expected None, no pair is allowed in this window")
         raise AssertionError(f"[{name}] your span {got} scores {start[got[0]] + end[got[1]]:.3f}, but "
                              f"({expected[0]}, {expected[1]}) is also valid and scores "
                              f"{start[expected[0]] + end[expected[1]]:.3f}: take the best start + end logit over "
