@@ -1,8 +1,14 @@
 """Course material, kept off the library's shelf: the notebooks import it, minibert itself never does.
 
-- ``checks``: exercise checkers, one section per notebook (``check_attention``, ``check_wordpiece``, ...);
-  each runs a learner's function against the library on tricky cases and names the first difference.
-- ``widgets``: ipywidgets forms and live plots (``LivePlot``, ``TrainingForm``, ``attention_explorer``).
+- ``start()``: the call after a notebook's setup cell; prints the mode, device and threads, returns the mode.
+- ``exercise(name, my_function)``, ``solution(name)``, ``EXERCISES``: every exercise of the course, one runner
+  (``exercises``); the checkers are in ``checks``, one worked answer each in ``solutions``.
+- ``widgets``: ipywidgets forms and live plots (``RunForm``, ``LivePlot``, ``attention_explorer``,
+  ``memory_explorer``).
 - ``demos``: small computations a notebook shows but the library does not need (``wordpiece_stats``,
-  ``masked_html``, ``global_vs_per_tensor_clipping``).
+  ``masked_html``, ``global_vs_per_tensor_clipping``, ``measured_peak``).
 """
+from minibert.course.exercises import EXERCISES, Exercise, exercise, solution, verdict
+from minibert.course.session import start
+
+__all__ = ["EXERCISES", "Exercise", "exercise", "solution", "start", "verdict"]

@@ -1,13 +1,18 @@
 """Small computations the notebooks show but the library does not need: WordPiece statistics (01), an HTML
-view of a masked pair (05), per-tensor vs global gradient clipping (06)."""
+view of a masked pair (05), per-tensor vs global gradient clipping (06), a measured GPU peak that cleans up
+after itself (16)."""
 from __future__ import annotations
 
 import collections
+import gc
 import html
 from typing import Iterable, Sequence
 
 import torch
 
+from minibert.heads import BertForSequenceClassification
+from minibert.modeling import BertConfig
+from minibert.optimization import BertAdam
 from minibert.tokenization import BertTokenizer
 
 
@@ -60,3 +65,47 @@ def global_vs_per_tensor_clipping(grads: list[torch.Tensor], max_norm: float = 1
     coef = max_norm / (total + 1e-6)
     glob = [gr * coef if coef < 1 else gr.clone() for gr in grads]
     return per, glob
+
+
+def random_batch(config: BertConfig, batch_size: int, seq_len: int, device: str | torch.device = "cpu",
+                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """A labelled batch of random ids for ``BertForSequenceClassification``, its first row half padding."""
+    ids = torch.randint(1, config.vocab_size, (batch_size, seq_len), generator=generator)
+    mask = torch.ones_like(ids)
+    mask[0, seq_len // 2:] = 0
+    batch = {"input_ids": ids, "token_type_ids": torch.zeros_like(ids), "attention_mask": mask,
+             "labels": torch.zeros(batch_size, dtype=torch.long)}
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def measured_peak(config: BertConfig, batch_size: int, seq_len: int, precision: str = "fp32",
+                  attention: str = "sdpa", steps: int = 3) -> int | None:
+    """``torch.cuda.max_memory_allocated`` over ``steps`` real training steps (forward, backward, BertAdam) of
+    ``BertForSequenceClassification``, or None when a step runs out of memory. The model, optimizer and batch
+    are freed and the cache emptied either way, so a failed measurement leaves the GPU as it found it."""
+    if not torch.cuda.is_available():
+        raise RuntimeError("measured_peak needs a CUDA GPU; on a CPU, memory.count_saved_bytes counts the "
+                           "activations instead")
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}")
+    model = optimizer = batch = loss = None
+    try:
+        model = BertForSequenceClassification(config).cuda().train().set_attn_implementation(attention)
+        optimizer = BertAdam(model.parameters(), lr=1e-5, warmup=0.1, t_total=1000)
+        batch = random_batch(config, batch_size, seq_len, "cuda")
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        torch.cuda.reset_peak_memory_stats()
+        for _ in range(steps):
+            with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = model(**batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated()
+    except torch.cuda.OutOfMemoryError:
+        return None
+    finally:
+        model = optimizer = batch = loss = None  # noqa: F841 - drop the references before emptying the cache
+        gc.collect()
+        torch.cuda.empty_cache()
