@@ -218,8 +218,8 @@ def table(runs: list[dict[str, Any]], results: dict[str, dict[str, Any]]) -> str
         dry = " (dry run: meaningless)" if record.get("dry_run") else ""
         for metric, value in record["metrics"].items():
             published = spec["metrics"].get(metric)
-            published_text = ("-" if published is None else
-                              f"{published[0]:g}-{published[1]:g}" if isinstance(published, tuple) else f"{published:g}")
+            published_text = ("-" if published is None else f"{published[0]:g}-{published[1]:g}"
+                              if isinstance(published, tuple) else f"{published:g}")
             lines.append(f"| {name} | {record['split']} | {metric} | {100 * value:.1f}{dry} | {published_text} | "
                          f"{spec['source']} | {minutes} | {peak_text} |")
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """What a training run costs, said before it runs: FLOPs, time on a GPU, memory, and a plan that fits the card.
 
-One FLOP formula and one timer, shared by ``benchmarks/`` and the notebooks (16, 17), and a planner that every
+One FLOP formula and one timer, used by ``benchmarks/`` and by the notebooks (16, 17), and a planner that every
 full-mode notebook calls before it trains::
 
     plan = plan_training(model.config, batch_size=32, seq_len=384, examples=88_641, epochs=3, task="SQuAD v1.1")

@@ -1,6 +1,8 @@
 """The machine a learner has: precision by GPU generation (capability mocked), MPS on an Apple laptop (availability
 mocked: CI cannot run MPS), and the record of a run's figures that benchmarks/run_full.py collects."""
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -83,11 +85,9 @@ def test_mps_machines_get_the_cpu_fallback_for_missing_operations(monkeypatch):
 
 
 def test_importing_minibert_before_torch_turns_the_mps_fallback_on():
-    import os
-    import subprocess
     env = {k: v for k, v in os.environ.items() if k != "PYTORCH_ENABLE_MPS_FALLBACK"}
-    out = subprocess.run([sys.executable, "-c", "import minibert, os; print(os.environ['PYTORCH_ENABLE_MPS_FALLBACK'])"],
-                         env=env, capture_output=True, text=True, check=True).stdout
+    script = "import minibert, os; print(os.environ['PYTORCH_ENABLE_MPS_FALLBACK'])"
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "1"
 
 
