@@ -28,7 +28,7 @@ VENV := .venv/bin/python
 ENV_DIR := .venv
 endif
 
-.PHONY: course test install-course install-test data lab benchmarks
+.PHONY: course test install-course install-test data lab benchmarks full
 
 .venv/bin/python:
 	$(PYTHON) -m venv .venv
@@ -75,3 +75,9 @@ test: install-test
 benchmarks: install-test
 	$(MAKE) data
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+# Every notebook in full mode on a GPU, then the table of ours against the published figures, with wall time and
+# peak memory (benchmarks/run_full.py; executed notebooks and the table in $MINIBERT_CACHE/runs/full_mode).
+full: install-test
+	$(MAKE) data
+	MINIBERT_MODE=full $(PY) benchmarks/run_full.py

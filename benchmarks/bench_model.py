@@ -8,18 +8,20 @@ thread do not count the time other programs hold the core).
 The packaged all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads) is the model, so it runs offline on a CPU in
 a few minutes. Measurements alternate ours / reference inside every round (the machine may be shared, so a
 slow spell hits every contender), and the table reports the median round. GFLOP/s counts the matmuls of the
-encoder (linear layers + attention scores and context); the "plain matmul" row times those same matmul
-shapes alone with torch.matmul in this run: the ceiling the model could reach.
+encoder and pooler (``minibert.cost.forward_flops``, the one formula the notebooks and benchmarks use; train: 3x);
+the "plain matmul" row times those same matmul shapes alone with torch.matmul in this run: the ceiling the model
+could reach. Times come from ``minibert.cost.Timer``.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
-import time
 
 import torch
 
 from minibert.assets import checkpoint_path
+from minibert.cost import Timer, forward_flops
 from minibert.modeling import BertModel
 
 
@@ -32,24 +34,10 @@ def encoder_matmul_shapes(cfg, batch: int, seq: int) -> list[tuple[tuple[int, ..
     return per_layer * cfg.num_hidden_layers + [((batch, h), (h, h))]  # + pooler
 
 
-def flops(shapes) -> float:
-    total = 0.0
-    for a, b in shapes:
-        batch_dims = a[:-2]
-        count = 1
-        for x in batch_dims:
-            count *= x
-        total += 2.0 * count * a[-2] * a[-1] * b[-1]
-    return total
-
-
-CLOCK = time.perf_counter
-
-
-def timed(fn) -> float:
-    start = CLOCK()
-    fn()
-    return CLOCK() - start
+def timed(fn, cpu_time: bool) -> float:
+    with Timer(cpu_time=cpu_time) as timer:
+        fn()
+    return timer.seconds
 
 
 def main() -> None:
@@ -62,11 +50,8 @@ def main() -> None:
                         help="time CPU seconds of this process instead of wall seconds: with --threads 1 this is "
                              "robust to other programs sharing the CPU")
     args = parser.parse_args()
-    global CLOCK
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.cpu_time:
-        CLOCK = time.process_time
     import transformers
 
     torch.manual_seed(0)
@@ -115,14 +100,15 @@ def main() -> None:
     plain_matmul()
     order = list(models)
     for r in range(args.rounds):
-        times.setdefault(("matmul", "plain"), []).append(timed(plain_matmul))
+        times.setdefault(("matmul", "plain"), []).append(timed(plain_matmul, args.cpu_time))
         for name in (order if r % 2 == 0 else order[::-1]):  # alternate the order too
-            times.setdefault(("forward", name), []).append(timed(lambda: infer(name, models[name])))
+            times.setdefault(("forward", name), []).append(timed(lambda: infer(name, models[name]), args.cpu_time))
         for name in (order if r % 2 == 0 else order[::-1]):
-            times.setdefault(("train", name), []).append(timed(lambda: train_step(name, models[name])))
+            times.setdefault(("train", name), []).append(timed(lambda: train_step(name, models[name]), args.cpu_time))
 
     tokens = args.batch * args.seq
-    fwd_flops = flops(shapes)
+    fwd_flops = forward_flops(cfg, args.batch, args.seq, num_labels=None)  # the encoder and the pooler
+    assert sum(2 * math.prod(a) * b[-1] for a, b in shapes) == fwd_flops, "the plain matmuls must be the model's"
     best_ref = {k: min(statistics.median(times[(k, n)]) for n in theirs) for k in ("forward", "train")}
     best_ref_name = {k: min(theirs, key=lambda n: statistics.median(times[(k, n)])) for k in ("forward", "train")}
     plain = statistics.median(times[("matmul", "plain")])

@@ -11,10 +11,12 @@ on them), with the same optimizer, batches and autocast. Contenders alternate in
 spell on a shared machine hits both; the median round is reported. "ratio" is minibert / transformers
 (>= 1.0 means minibert is at least as fast).
 
-MFU = model FLOPs per second / the card's dense peak for that precision. Model FLOPs of a step are 3x the
-forward (forward + backward's two matmuls per forward matmul): 2 * tokens * (weights in matmuls) plus the
-attention scores and context, 4 * batch * seq^2 * hidden per layer. On a CPU there is no published peak, so
-MFU is left out. The last lines project the time of a 3-epoch MRPC run at seq 128 (3668 pairs) from the
+MFU = model FLOPs per second / the card's dense peak for that precision (``minibert.cost.GPUS``; fp32 rows run
+TF32 tensor cores, which this script turns on). Model FLOPs of a step are ``minibert.cost.training_flops``, the
+formula the notebooks and the full-mode planner use: 3x the forward (forward + backward's two matmuls per forward
+matmul), 2 * tokens * (weights in matmuls) plus the attention scores and context, 4 * batch * seq^2 * hidden per
+layer. Steps are timed with ``minibert.cost.Timer`` (it synchronizes the GPU). On a CPU there is no published peak,
+so MFU is left out. The last lines project the time of a 3-epoch MRPC run at seq 128 (3668 pairs) from the
 measured throughput; bench_finetune_mrpc.py measures a real one.
 """
 from __future__ import annotations
@@ -23,43 +25,23 @@ import argparse
 import contextlib
 import dataclasses
 import statistics
-import time
 from typing import Any, Callable
 
 import torch
 
-from minibert import BertConfig, BertForSequenceClassification
+from minibert import BertConfig, BertForSequenceClassification, cost
 from minibert.optimization import BertAdam
 
-# Dense peak FLOP/s by GPU name fragment and precision (vendor data sheets, without sparsity). fp32 means
-# TF32 tensor cores, which PyTorch uses for matmuls when torch.backends.cuda.matmul.allow_tf32 is set (below).
-PEAK_FLOPS = {
-    "H100": {"fp32": 494.7e12, "bf16": 989.4e12, "fp16": 989.4e12},  # SXM
-    "H200": {"fp32": 494.7e12, "bf16": 989.4e12, "fp16": 989.4e12},
-    "A100": {"fp32": 156e12, "bf16": 312e12, "fp16": 312e12},
-    "L4": {"fp32": 60e12, "bf16": 121e12, "fp16": 121e12},
-    "T4": {"fp32": 8.1e12, "fp16": 65e12},
-}
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 MRPC_TRAIN_PAIRS = 3668
 
 
-def model_flops_per_step(config: BertConfig, batch: int, seq: int) -> float:
-    """3 x forward FLOPs of BertForSequenceClassification (embedding lookups are not matmuls)."""
-    H, I, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    matmul_weights = L * (4 * H * H + 2 * H * I) + H * H + 2 * H  # layers, pooler, classifier
-    forward = 2 * batch * seq * matmul_weights + L * 4 * batch * seq * seq * H
-    return 3.0 * forward
-
-
 def peak_flops(device: torch.device, precision: str) -> float | None:
-    if device.type != "cuda":
+    """The card's dense peak for ``precision`` (fp32 rows: TF32, which main() turns on), None if unknown."""
+    gpu = cost.detect_gpu(device) if device.type == "cuda" else None
+    if gpu is None:
         return None
-    name = torch.cuda.get_device_name(device)
-    for fragment, peaks in PEAK_FLOPS.items():
-        if fragment in name:
-            return peaks.get(precision)
-    return None
+    return gpu.peak_flops.get("tf32" if precision == "fp32" and torch.backends.cuda.matmul.allow_tf32 else precision)
 
 
 def build_pair(config: BertConfig, attention: str, device: torch.device):
@@ -98,14 +80,10 @@ def make_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], precision:
 
 
 def time_steps(step: Callable[[], None], steps: int, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+    with cost.Timer(device) as timer:
+        for _ in range(steps):
+            step()
+    return timer.seconds
 
 
 def bench_row(config: BertConfig, batch_size: int, seq: int, precision: str, attention: str, compiled: bool,
@@ -125,7 +103,7 @@ def bench_row(config: BertConfig, batch_size: int, seq: int, precision: str, att
         for name, step in contenders.items():
             seconds[name].append(time_steps(step, steps, device))
     row: dict[str, Any] = {}
-    flops = model_flops_per_step(config, batch_size, seq)
+    flops = cost.training_flops(config, batch_size, seq)
     peak = peak_flops(device, precision)
     for name, times in seconds.items():
         per_step = statistics.median(times) / steps
@@ -157,7 +135,7 @@ def main() -> None:
         config = BertConfig()  # bert-base
         seqs = args.seq or [128, 512]
         batches = {s: 32 if s <= 128 else 8 for s in seqs}
-        bf16 = torch.cuda.is_bf16_supported()
+        bf16 = cost.detect_gpu(device).native_bf16  # emulated bf16 (a T4's) is not worth a row
         precisions = args.precision or (["fp32", "fp16"] + (["bf16"] if bf16 else []))
         steps = args.steps or 10
     else:

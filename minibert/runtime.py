@@ -1,16 +1,28 @@
-"""The course's run-time switches: fast or full mode, the device, seeds, and what the machine has."""
+"""The course's run-time switches: fast or full mode, the device, seeds, what the machine has, and the record of
+a run's final figures (:func:`record_result`, which ``benchmarks/run_full.py`` collects into its table)."""
 
 from __future__ import annotations
 
+import json
+import math
+import numbers
 import os
 import platform
 import random
 import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
 
-import numpy as np
-import torch
+# Apple GPUs (MPS) lack some operations; with this PyTorch runs those on the CPU instead of raising. PyTorch reads it
+# once, when it is imported: here it counts only if minibert is imported before torch (set it in the shell, or
+# before `import torch`, otherwise).
+os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 
-from minibert import assets
+import numpy as np  # noqa: E402  (after the variable above)
+import torch  # noqa: E402
+
+from minibert import assets  # noqa: E402
 
 MODE_ENV = "MINIBERT_MODE"
 MODES = ("fast", "full")
@@ -41,8 +53,26 @@ def dry_run() -> bool:
 
 
 def default_device() -> torch.device:
-    """The GPU when there is one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The CUDA GPU when there is one, else an Apple GPU (MPS) when there is one, else the CPU.
+
+    On MPS, operations PyTorch has no Metal kernel for run on the CPU when ``PYTORCH_ENABLE_MPS_FALLBACK=1`` was set
+    before torch was imported (importing minibert first sets it); otherwise they raise NotImplementedError."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def has_native_bf16(device: torch.device | str | None = None) -> bool:
+    """True on a CUDA GPU whose tensor cores compute in bf16: compute capability 8.0 or more (A100, A10, L4, RTX 30xx
+    and later). A T4 or a V100 only emulates bf16, slower than fp16 (and than fp32), although
+    ``torch.cuda.is_bf16_supported()`` says True there: its default counts emulation."""
+    device = torch.device(device) if device is not None else default_device()
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8
 
 
 def set_seed(seed: int) -> None:
@@ -70,7 +100,15 @@ def environment_report() -> dict[str, str]:
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         report["gpu"] = f"{props.name}, {props.total_memory / 2**30:.1f} GiB"
-        report["bf16"] = str(torch.cuda.is_bf16_supported())
+        major, minor = torch.cuda.get_device_capability(0)
+        report["bf16"] = (f"native (compute capability {major}.{minor}): precision='auto' trains in bf16"
+                          if has_native_bf16("cuda") else
+                          f"emulated only (compute capability {major}.{minor} < 8.0): precision='auto' trains in "
+                          "fp16 with a GradScaler")
+    elif torch.backends.mps.is_available():
+        fallback = os.environ.get("PYTORCH_ENABLE_MPS_FALLBACK") == "1"
+        report["mps fallback"] = ("on: operations MPS lacks run on the CPU" if fallback else
+                                  "off: set PYTORCH_ENABLE_MPS_FALLBACK=1 before torch is imported")
     report["data folder"] = str(assets.data_dir())
     for name in ("mrpc/train.tsv", "chnsenticorp/train.tsv", "vocab/bert-base-uncased-vocab.txt"):
         report[f"data: {name}"] = "found" if (assets.data_dir() / name).exists() else "MISSING"
@@ -79,3 +117,40 @@ def environment_report() -> dict[str, str]:
     except FileNotFoundError as err:
         report["checkpoint"] = f"MISSING: {err}"
     return report
+
+
+RESULT_FILE = "result.json"
+FRACTIONS = ("accuracy", "f1", "exact_match", "precision", "recall")  # metrics recorded as fractions
+
+
+def record_result(name: str, metrics: Mapping[str, float], split: str = "dev", **details: Any) -> Path:
+    """Write a notebook's final figures to ``runs_dir(name)/result.json`` for ``benchmarks/run_full.py``'s table.
+
+    ``name`` is the task, one of ``run_full.PUBLISHED`` (e.g. "mrpc", "squad_v1.1"); ``metrics`` its figures,
+    accuracy, F1 and exact match as fractions (SQuAD's EM of 80.9 is 0.809); ``split`` which data they were
+    measured on. ``details`` (JSON values: the checkpoint, the training seconds, the plan's message) are kept as
+    given. The file also records the mode, whether it was a dry run, the device, and the peak GPU memory this
+    process has allocated so far."""
+    for key, value in metrics.items():
+        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+            raise TypeError(f"record_result({name!r}): metric {key!r} must be a finite number, got {value!r}")
+        if key in FRACTIONS and not 0 <= value <= 1:
+            raise ValueError(f"record_result({name!r}): {key}={value!r} must be a fraction in [0, 1] "
+                             f"(an EM of 80.9 is 0.809)")
+    device = default_device()
+    record = {
+        "name": name, "split": split, "metrics": {k: float(v) for k, v in metrics.items()},
+        "mode": course_mode(), "dry_run": dry_run(), "device": str(device),
+        "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+        "peak_memory_bytes": torch.cuda.max_memory_allocated() if device.type == "cuda" else None,
+        "written": time.time(), **details,
+    }
+    path = assets.runs_dir(name) / RESULT_FILE
+    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def read_result(name: str) -> dict[str, Any] | None:
+    """What :func:`record_result` wrote for ``name``, or None when nothing was recorded."""
+    path = assets.cache_dir() / "runs" / name / RESULT_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -186,6 +186,12 @@ def _run_split_on_punc(text: str) -> list[str]:
     return output
 
 
+def whitespace_tokenize(text: str) -> list[str]:
+    """Strip and split on whitespace (Google's and pytorch-pretrained-bert's ``whitespace_tokenize``, which
+    0.6.2's run_squad.py imports): '  Jim  Henson ' -> ['Jim', 'Henson']."""
+    return text.split()
+
+
 def _check_text(text: object, where: str) -> None:
     if not isinstance(text, str):
         hint = " (decode bytes first: text.decode('utf-8'))" if isinstance(text, (bytes, bytearray)) else ""
@@ -581,11 +587,22 @@ class BertTokenizer:
         """Load from a vocab file, a folder with vocab.txt, None / 'all-MiniLM-L6-v2' (the packaged offline
         checkpoint) or a hub name ('bert-base-uncased', 'bert-base-cased', 'bert-base-chinese').
 
-        Cased names default to do_lower_case=False; a folder's tokenizer_config.json sets do_lower_case; named
-        models get max_len=512.
+        As pytorch-pretrained-bert 0.6.2: a released name sets do_lower_case itself (False for '-cased' names, True
+        for the others), with 0.6.2's warning when the argument says otherwise; with ``cache_dir`` its vocabulary
+        is downloaded into that folder. Other cased names default to do_lower_case=False; a folder's
+        tokenizer_config.json sets do_lower_case; named models get max_len=512.
         """
         name = pretrained_model_name_or_path
         config: dict = {}
+        if name is not None and str(name) in PRETRAINED_VOCAB_ARCHIVE_MAP:
+            # 0.6.2's rule for its released names: a -cased vocab keeps capitals, an uncased one has none
+            cased = "-cased" in str(name)
+            if kwargs.get("do_lower_case", not cased) == cased:
+                logger.warning(
+                    f"The pre-trained model you are loading is {'a cased' if cased else 'an uncased'} model but you "
+                    f"have {'not set' if cased else 'set'} `do_lower_case` to False. We are setting "
+                    f"`do_lower_case={not cased}` for you but you may want to check this behavior.")
+            kwargs["do_lower_case"] = not cased
         if name is not None and Path(name).is_file():
             vocab_file = Path(name)
         elif name is not None and Path(name).is_dir():
@@ -595,7 +612,12 @@ class BertTokenizer:
                                         f"a folder that holds {VOCAB_NAME}")
             config = _read_tokenizer_config(Path(name))
         else:
-            if name is not None and str(name) in assets.VOCABS:
+            if name is not None and cache_dir is not None and str(name) in PRETRAINED_VOCAB_ARCHIVE_MAP:
+                # as 0.6.2: the released vocabulary is downloaded into cache_dir (named by its URL's sha256)
+                remote = assets.VOCAB_REMOTES.get(str(name))
+                vocab_file = Path(assets.cached_path(PRETRAINED_VOCAB_ARCHIVE_MAP[str(name)], cache_dir,
+                                                     remote.sha256 if remote else None))
+            elif name is not None and str(name) in assets.VOCABS:
                 try:  # the course data folder
                     vocab_file = Path(assets.vocab_path(str(name)))
                 except FileNotFoundError:  # not there yet: fetch the released vocab files (real download)
@@ -614,16 +636,6 @@ class BertTokenizer:
                 kwargs["do_lower_case"] = False
         if "max_len" not in kwargs and isinstance(config.get("model_max_length"), int):
             kwargs["max_len"] = config["model_max_length"]
-        if kwargs.get("do_lower_case", True) and name is not None and _is_cased_name(str(name)):
-            logger.warning("The pre-trained model you are loading is a cased model but you have not set "
-                           "`do_lower_case` to False. We are setting `do_lower_case=True` for you but you may "
-                           "want to check this behavior.")
-        if name is not None and str(name) in PRETRAINED_VOCAB_ARCHIVE_MAP and not _is_cased_name(str(name)) \
-                and not kwargs.get("do_lower_case", True):  # 0.6.2's correction: an uncased vocab has no capitals
-            logger.warning("The pre-trained model you are loading is an uncased model but you have set "
-                           "`do_lower_case` to False. We are setting `do_lower_case=True` for you but you may "
-                           "want to check this behavior.")
-            kwargs["do_lower_case"] = True
         return cls(vocab_file, **kwargs)
 
 

@@ -49,7 +49,7 @@ from minibert.checkpoints import torch_load
 from minibert.data import LABEL_KEYS, Feature, collate, encode_examples, feature_length
 from minibert.metrics import classification_metrics
 from minibert.optimization import SCHEDULES, BertAdam, optimizer_grouped_parameters
-from minibert.runtime import set_seed
+from minibert.runtime import has_native_bf16, set_seed
 
 logger = logging.getLogger(__name__)
 
@@ -224,16 +224,20 @@ class TrainResult:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> bf16 on a GPU that has it (Ampere+), fp16 on older GPUs (Colab's T4), fp32 on the CPU."""
+    """'auto' -> bf16 on a GPU that computes it natively (compute capability 8.0+: A100, L4, H100), fp16 with a
+    GradScaler on older GPUs (Colab's T4, a V100: they only emulate bf16, slower than fp16), fp32 on the CPU and MPS.
+    An explicit 'bf16' on a GPU without native bf16 is refused for the same reason."""
     if precision == "auto":
         if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            return "bf16" if has_native_bf16(device) else "fp16"
         return "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("precision='fp16' needs a CUDA GPU (fp16 training on the CPU is slow and unscaled); "
                          "use 'fp32' or 'bf16' on the CPU, or 'auto'")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"this GPU ({torch.cuda.get_device_name(device)}) has no bf16; use 'fp16' or 'auto'")
+    if precision == "bf16" and device.type == "cuda" and not has_native_bf16(device):
+        major, minor = torch.cuda.get_device_capability(device)
+        raise ValueError(f"this GPU ({torch.cuda.get_device_name(device)}, compute capability {major}.{minor}) only "
+                         "emulates bf16, slower than fp16 and than fp32; use 'fp16' or 'auto' (bf16 needs 8.0+)")
     return precision
 
 

@@ -17,6 +17,13 @@ REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
+@pytest.fixture(autouse=True)
+def empty_hugging_face_cache(tmp_path, monkeypatch):
+    """A hub name is looked up in the Hugging Face cache first: keep this machine's out of the tests."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.delenv(assets.HF_ENDPOINT_ENV, raising=False)
+
+
 # --- data ---------------------------------------------------------------------------------------------------
 
 def test_data_path_reads_the_variable(tmp_path, monkeypatch):
@@ -28,8 +35,21 @@ def test_data_path_reads_the_variable(tmp_path, monkeypatch):
 
 def test_data_path_defaults_to_repo_data(monkeypatch):
     monkeypatch.delenv(assets.DATA_ENV, raising=False)
+    assert assets.in_checkout()
     assert assets.data_dir() == REPO / "data"
     assert assets.data_path("README.md") == REPO / "data" / "README.md"
+
+
+def test_an_installed_copy_keeps_its_data_in_the_cache(tmp_path, monkeypatch):
+    """Without a clone around it (pip installed minibert), data goes to $MINIBERT_CACHE/data, never site-packages
+    (tests/test_colab.py checks a real non-editable install)."""
+    monkeypatch.delenv(assets.DATA_ENV, raising=False)
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(assets, "CHECKOUT", tmp_path / "site-packages")
+    assert not assets.in_checkout()
+    assert assets.data_dir() == tmp_path / "cache" / "data"
+    with pytest.raises(FileNotFoundError, match=r"minibert is installed, so data/ in the cache \(\$MINIBERT_CACHE\)"):
+        assets.data_path("mrpc", "train.tsv")
 
 
 def test_missing_file_names_path_variable_and_command(tmp_path, monkeypatch):
@@ -184,6 +204,8 @@ def test_hub_checkpoint_download_and_cache(tmp_path, monkeypatch):
     assert folder == tmp_path / "cache" / "bert-base-uncased"
     for name in ("config.json", "vocab.txt", "model.safetensors"):
         assert (folder / name).read_bytes() == (packaged / name).read_bytes()
+    assert assets.checkpoint_source("bert-base-uncased") == \
+        "downloaded from https://huggingface.co into the minibert cache"
     shutil.rmtree(tmp_path / "hub")  # a second call is served from the cache
     assert assets.checkpoint_path("bert-base-uncased") == folder
 
@@ -217,10 +239,10 @@ def test_course_checkpoint_prefers_bert_base_then_falls_back(tmp_path, monkeypat
 
 def test_download_through_the_http_mirror(tmp_path, monkeypatch):
     """The course's real download code against tests/mirror.py: data sets and a hub checkpoint with heads."""
-    from mirror import Mirror, build_small_bert_base_uncased
+    from mirror import Mirror, build_stand_in
 
     source = assets.data_dir()
-    hub = {"bert-base-uncased": build_small_bert_base_uncased(tmp_path / "hub")}
+    hub = {"bert-base-uncased": build_stand_in(tmp_path / "hub", "bert-base-uncased", source)}
     with Mirror(source, hub) as url:
         monkeypatch.setenv(assets.MIRROR_ENV, url)
         monkeypatch.setenv(assets.DATA_ENV, str(tmp_path / "data"))
@@ -232,7 +254,9 @@ def test_download_through_the_http_mirror(tmp_path, monkeypatch):
     assert folder == tmp_path / "cache" / "bert-base-uncased"
     for name in ("config.json", "vocab.txt", "model.safetensors"):
         assert (folder / name).read_bytes() == (tmp_path / "hub" / name).read_bytes(), name
-    assert "with its MLM and NSP heads" in assets.describe_checkpoint("bert-base-uncased")
+    assert assets.describe_checkpoint("bert-base-uncased") == ("bert-base-uncased: a test stand-in served by a local "
+                                                               "mirror, random weights (2 layers, hidden 32, 2 heads; "
+                                                               "with its MLM and NSP heads)")
 
 
 # --- mode -----------------------------------------------------------------------------------------------------
@@ -345,7 +369,12 @@ def test_notebook_shape(path):
 
 
 KERNEL = {"name": "minibert", "display_name": "Python (minibert)", "language": "python"}  # what `make course` registers
-COLAB_INSTALL = '%pip install -q "minibert @ git+https://github.com/minibert-course/minibert.git" bertviz'
+# The setup cell's install on Colab: the course's GitHub repository, or what MINIBERT_INSTALL names (one pip
+# requirement: a fork, a branch, a local folder; tests/test_colab.py installs the local checkout that way).
+INSTALL_ENV = "MINIBERT_INSTALL"
+DEFAULT_INSTALL = "minibert @ git+https://github.com/minibert-course/minibert.git"
+COLAB_INSTALL = [f'MINIBERT_INSTALL = os.environ.get(', f'"{INSTALL_ENV}", "{DEFAULT_INSTALL}")',
+                 '%pip install -q "$MINIBERT_INSTALL" bertviz']
 # What a Colab runtime ships already (never reinstalled: a second torch would be a multi-GB download), and what it
 # does not need (it has its own notebook front end).
 COLAB_PREINSTALLED = {"torch", "numpy", "safetensors", "tqdm", "ipykernel", "ipywidgets", "matplotlib", "seaborn",
@@ -358,15 +387,27 @@ def test_notebook_uses_the_registered_kernel(path):
     assert json.loads(path.read_text(encoding="utf-8"))["metadata"]["kernelspec"] == KERNEL
 
 
-def test_colab_setup_cells_install_the_same_and_only_what_colab_lacks():
+def colab_install_lines(path: Path) -> list[str]:
+    """The lines of a notebook's setup cell that choose and run the Colab install."""
+    cells = [c for c in json.loads(path.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
+    return [line.strip() for line in "".join(cells[1]["source"]).splitlines() if not line.lstrip().startswith("#")
+            and ("pip install" in line or INSTALL_ENV in line or DEFAULT_INSTALL in line)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_colab_setup_cells_install_the_same_line(path):
+    """One install line everywhere, which MINIBERT_INSTALL can point elsewhere."""
+    assert colab_install_lines(path) == COLAB_INSTALL, f"{path.name}: its setup cell installs with " \
+        f"{colab_install_lines(path)}; copy 00_setup's"
+
+
+def test_colab_installs_only_what_colab_lacks():
     import tomllib
 
-    for path in NOTEBOOKS:
-        cells = [c for c in json.loads(path.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
-        installs = [line.strip() for line in "".join(cells[1]["source"]).splitlines() if "pip install" in line]
-        assert installs == [COLAB_INSTALL], f"{path.name}: its setup cell installs {installs}"
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     needed = {re.split(r"[<>=\[ ]", d)[0] for d in project["dependencies"] + project["optional-dependencies"]["course"]}
-    installed = set(COLAB_INSTALL.rsplit('"', 1)[1].split())  # what follows minibert itself
+    installed = set(COLAB_INSTALL[-1].rsplit('"', 1)[1].split())  # what follows minibert itself
     assert needed - COLAB_PREINSTALLED - NOT_NEEDED_ON_COLAB == installed, "Colab would miss a course dependency"
-    assert not re.search(r"\btorch\b|jupyterlab|\[course\]", COLAB_INSTALL)
+    assert not re.search(r"\btorch\b|jupyterlab|\[course\]", " ".join(COLAB_INSTALL))
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert INSTALL_ENV in readme and DEFAULT_INSTALL in readme

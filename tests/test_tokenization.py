@@ -306,7 +306,7 @@ def test_from_pretrained_names_paths_and_casing(tmp_path):
     folder = checkpoint_path(None)
     assert BertTokenizer.from_pretrained(folder).vocab == offline.vocab
     assert BertTokenizer.from_pretrained(str(folder / "vocab.txt")).vocab == offline.vocab
-    assert BertTokenizer.from_pretrained("bert-base-cased", do_lower_case=True).do_lower_case
+    assert not BertTokenizer.from_pretrained("bert-base-cased", do_lower_case=True).do_lower_case  # as 0.6.2 did
 
 
 def test_from_pretrained_folder_without_vocab(tmp_path):
