@@ -133,7 +133,7 @@ def _pytest(folder: Path, *args: str) -> tuple[dict[str, tuple[str, str]], str]:
     """Run pytest with the repository's conftest on notebooks in ``folder``: {test id: (outcome, message)}."""
     report = folder / "report.xml"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "MINIBERT_MODE": "fast"}
+           "MINIBERT_MODE": "fast", "OMP_NUM_THREADS": "1"}  # one thread: no probe, these cells need no speed
     env.pop("MINIBERT_DRY_RUN", None)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider",
                            f"--junitxml={report}", *args], cwd=folder, env=env, capture_output=True, text=True,
