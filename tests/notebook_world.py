@@ -209,15 +209,19 @@ def outputs_from_messages(messages: list[dict]) -> list[nbformat.NotebookNode]:
 
 
 def lean(outputs: list, replacements: list[tuple[str, str]]) -> list[nbformat.NotebookNode]:
-    """Outputs in their saved form: widget views and JavaScript dropped, this machine's paths replaced."""
+    """Outputs in their saved form: widget views dropped, JavaScript and the HTML of a cell that draws with it
+    replaced by one note, this machine's paths replaced."""
     saved = []
+    scripted = any("application/javascript" in o.get("data", {}) or "<script" in o.get("data", {}).get("text/html", "")
+                   or o.get("data", {}).get("text/plain") == SCRIPT_REMOVED for o in outputs)  # saved: the note
     for out in outputs:
         out = nbformat.from_dict(out)
         if out.output_type in ("display_data", "execute_result"):
             data = out.data
             if WIDGET_VIEW in data:
                 continue  # its state is not saved: without a kernel it could only show as text
-            if "application/javascript" in data or "<script" in data.get("text/html", ""):
+            if "application/javascript" in data or (scripted and "text/html" in data):
+                # a script, and the HTML of its view (bertviz's `<div id="bertviz-<random>">`), which it fills
                 if not any(o.get("data", {}).get("text/plain") == SCRIPT_REMOVED for o in saved):
                     saved.append(nbformat.from_dict({"output_type": "display_data", "metadata": {},
                                                      "data": {"text/plain": SCRIPT_REMOVED}}))

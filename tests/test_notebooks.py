@@ -114,6 +114,7 @@ def test_lean_outputs_drop_widgets_and_scripts_and_paths():
         new_output("display_data", data={WIDGET_VIEW: {"model_id": "abc"}, "text/plain": "VBox(children=(...))"}),
         new_output("display_data", data={"text/html": "<div id='bertviz'></div><script>draw()</script>"}),
         new_output("display_data", data={"application/javascript": "draw()"}),
+        new_output("display_data", data={"text/html": '<div id="bertviz-5f3a">Layer:</div>', "text/plain": "<HTML>"}),
         new_output("stream", name="stdout", text=f"saved to {here}/runs/x and /scratch/data/mrpc\n"),
     ]
     saved = lean(outs, [("/scratch/data", "$MINIBERT_DATA"), *machine_replacements()])
