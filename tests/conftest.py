@@ -1,26 +1,12 @@
 """Fixtures several test files share: the packaged all-MiniLM-L6-v2, its tokenizer, and transformers' outputs
-for the 2019 README's Jim Henson pair, each built once."""
+for the 2019 README's Jim Henson pair, each built once. (The session's thread count is set by the repository's
+conftest.py.)"""
 
 import pytest
 import torch
 
 from minibert import BertModel, BertTokenizer
 from minibert.assets import checkpoint_path
-from threads import session_thread_count
-
-_THREADS: list[str] = []
-
-
-def pytest_configure(config) -> None:
-    """Run the session on the faster thread count for this machine's load (see tests/threads.py)."""
-    n, timings = session_thread_count()
-    torch.set_num_threads(n)
-    probe = ", ".join(f"{k} thread(s) {v * 1e3:.0f} ms" for k, v in timings.items()) or "OMP_NUM_THREADS"
-    _THREADS.append(f"torch threads: {n} (probe: {probe})")
-
-
-def pytest_report_header(config) -> list[str]:
-    return _THREADS
 
 
 @pytest.fixture(scope="session")
