@@ -58,12 +58,7 @@ def world_mode() -> str:
 def hub_for(mode: str, folder: Path) -> dict[str, Path]:
     """The checkpoints the mirror serves: in fast mode none under a real model's name (fast notebooks then use the
     packaged all-MiniLM-L6-v2 and say so); in a dry run small stand-ins under every hub name full mode asks for."""
-    if mode == "dry-run":
-        build = getattr(mirror, "dry_run_hub", None)
-        return build(folder) if build else mirror.course_hub(folder)  # until tests/mirror.py has dry_run_hub
-    hub = mirror.course_hub(folder)
-    hub.pop("bert-base-uncased", None)  # older course_hub served a MiniLM stand-in under that name
-    return hub
+    return mirror.dry_run_hub(folder) if mode == "dry-run" else mirror.course_hub(folder)
 
 
 @dataclass
@@ -122,6 +117,8 @@ class World:
         self.leave()
         self.folder = self.root / notebook.stem
         (self.folder / "tmp").mkdir(parents=True)
+        if self.mode == "dry-run":  # full mode's big files the offline data lacks: small stand-ins, marked as such
+            mirror.write_stand_in_data(self.folder / "data")
         for key, value in self.environment(self.folder).items():
             self._saved_env.setdefault(key, os.environ.get(key))
             _set_env(key, value)
