@@ -14,8 +14,8 @@ says it starts from random values and must be trained. Weights of the encoder th
 knows, and shapes that differ raise (or only warn with ``strict=False``), naming the key and both shapes.
 
 This module knows the config (one layer below) and files, not the model classes (one layer above): a model
-tells it its heads through ``checkpoint_heads`` (prefix -> name) and every model class's heads through
-``known_checkpoint_heads``; ``BertPreTrainedModel.from_pretrained`` is built from the functions here.
+tells it its heads through ``checkpoint_heads`` (prefix -> name), and the caller passes the other models' heads
+(``known_heads``); ``BertPreTrainedModel.from_pretrained`` is built from the functions here.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import tempfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 from safetensors import SafetensorError
@@ -213,16 +213,16 @@ def _head_name(key: str, base_prefix: str, heads: dict[str, str]) -> str:
 
 
 def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True,
-                         source: str = "checkpoint") -> dict[str, list[str]]:
+                         source: str = "checkpoint", known_heads: Iterable[str] = ()) -> dict[str, list[str]]:
     """Copy ``state`` into ``model`` by name; returns the report (missing, new heads, unused, mismatched).
 
     The encoder's weights must all be there. Everything else the model has (its task heads, and the pooler)
     may be missing: it keeps its fresh initialization, and a WARNING names each such head. Weights in the
-    file that belong to some other model's head are skipped (logged at INFO).
+    file that belong to some other model's head (a prefix in ``known_heads``) are skipped (logged at INFO).
     """
     base_prefix = "bert." if hasattr(model, "bert") else ""
     own_heads: dict[str, str] = getattr(model, "checkpoint_heads", {})
-    known_heads = tuple({**getattr(model, "known_checkpoint_heads", {}), **own_heads})
+    known_heads = tuple({*known_heads, *own_heads})
     state = _normalize_keys(state, base_prefix)
     own = model.state_dict()
     tied = _tied_copies(own)
@@ -299,7 +299,7 @@ def save_pretrained(model: nn.Module, folder: str | os.PathLike) -> Path:
     """Write ``config.json`` (HF-compatible) and ``model.safetensors`` (one copy of each tied tensor)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    extra: dict[str, Any] = {"model_type": "bert", "architectures": [type(model).__name__], "pad_token_id": 0}
+    extra: dict[str, Any] = {"model_type": "bert", "architectures": [type(model).__name__]}
     num_labels = getattr(model, "num_labels", None)
     if num_labels is not None:
         extra["id2label"] = {str(i): f"LABEL_{i}" for i in range(num_labels)}

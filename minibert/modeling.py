@@ -61,7 +61,8 @@ class BertEmbeddings(nn.Module):
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=0)
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size,
+                                            padding_idx=config.pad_token_id)  # [PAD]'s row gets no gradient
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)  # TF name, loads by name
@@ -286,15 +287,11 @@ class BertPreTrainedModel(nn.Module):
 
     A task model declares its heads in ``checkpoint_heads``: the prefix of each head's weights in a checkpoint
     and what the head is (``{"classifier.": "classifier"}``). Loading a checkpoint that lacks them warns that
-    the head starts from random values; a checkpoint's weights for another model's head are skipped.
+    the head starts from random values; a checkpoint's weights for another model's head (any class's
+    ``checkpoint_heads``, see :func:`known_checkpoint_heads`) are skipped.
     """
 
     checkpoint_heads: ClassVar[dict[str, str]] = {}
-    known_checkpoint_heads: ClassVar[dict[str, str]] = {}  # every model class's heads, filled as they are defined
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        BertPreTrainedModel.known_checkpoint_heads.update(cls.checkpoint_heads)
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -376,12 +373,25 @@ class BertPreTrainedModel(nn.Module):
                 state_dict, source = checkpoints.read_state_dict(weights), str(weights)
             else:
                 source = "state_dict passed to from_pretrained"
-            checkpoints.load_state_dict_into(model, state_dict, strict=strict, source=source)
+            checkpoints.load_state_dict_into(model, state_dict, strict=strict, source=source,
+                                             known_heads=known_checkpoint_heads())
         return model.set_attn_implementation(attn_implementation).eval()
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write ``config.json`` + ``model.safetensors`` (loadable by minibert and by transformers)."""
         checkpoints.save_pretrained(self, folder)
+
+
+def known_checkpoint_heads() -> set[str]:
+    """The checkpoint prefixes of every model class's heads, read from the subclasses of BertPreTrainedModel
+    when asked: weights a checkpoint holds for another model's head are then skipped instead of refused."""
+    prefixes: set[str] = set()
+    classes = [BertPreTrainedModel]
+    while classes:
+        cls = classes.pop()
+        prefixes.update(cls.checkpoint_heads)
+        classes.extend(cls.__subclasses__())
+    return prefixes
 
 
 def extended_attention_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

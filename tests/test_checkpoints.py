@@ -1,4 +1,5 @@
 """from_pretrained / save_pretrained: real checkpoint, name variants, round trips, and refusals."""
+import dataclasses
 import json
 import logging
 import os
@@ -9,8 +10,8 @@ import torch
 
 from minibert import heads
 from minibert.assets import checkpoint_path
-from minibert.checkpoints import read_state_dict, save_pretrained
-from minibert.modeling import BertConfig, BertModel
+from minibert.checkpoints import load_state_dict_into, read_state_dict, save_pretrained
+from minibert.modeling import BertConfig, BertModel, known_checkpoint_heads
 
 TINY = BertConfig(vocab_size=120, hidden_size=24, num_hidden_layers=2, num_attention_heads=3,
                   intermediate_size=48, max_position_embeddings=32)
@@ -132,7 +133,7 @@ def test_shape_mismatch_names_key_and_both_shapes(tmp_path, caplog):
     assert torch.equal(model.encoder.layer[0].attention.self.query.weight, raw["encoder.layer.0.attention.self.query.weight"])
 
 
-def test_missing_and_unexpected_keys_raise(tmp_path):
+def test_missing_and_unexpected_keys_raise(tmp_path, caplog):
     torch.manual_seed(2)
     model = BertModel(TINY)
     state = model.state_dict()
@@ -146,7 +147,14 @@ def test_missing_and_unexpected_keys_raise(tmp_path):
     with pytest.raises(ValueError, match=r"unexpected in the file \(no such weight in BertModel\): "
                                          r"encoder.layer.1.output.dense.scale: \(3,\)"):
         BertModel.from_pretrained(tmp_path)
-    assert BertModel.from_pretrained(tmp_path, strict=False) is not None
+    with caplog.at_level(logging.WARNING, logger="minibert.checkpoints"):
+        loose = BertModel.from_pretrained(tmp_path, strict=False)  # loads what fits, says what did not
+    assert "missing from the file: encoder.layer.1.output.dense.bias" in caplog.text
+    assert "encoder.layer.1.output.dense.scale" in caplog.text
+    for key, value in loose.state_dict().items():
+        if key != "encoder.layer.1.output.dense.bias":
+            assert torch.equal(value, state[key]), key
+    assert not loose.encoder.layer[1].output.dense.bias.any()  # kept its fresh initialization (zeros)
 
 
 def test_num_labels_mismatch_is_explained(tmp_path):
@@ -224,3 +232,37 @@ def test_a_new_head_is_one_class(tmp_path, caplog):
     assert torch.equal(again.regressor.weight, model.regressor.weight)
     bare = BertModel.from_pretrained(tmp_path)  # "regressor.*" is a known head: skipped, not an error
     assert torch.equal(bare.pooler.dense.weight, model.bert.pooler.dense.weight)
+
+
+def test_known_heads_are_read_from_the_model_classes_and_passed_explicitly(tmp_path):
+    declared = {prefix for cls in heads.MODEL_CLASSES.values() for prefix in cls.checkpoint_heads}
+    assert declared == {"cls.predictions.", "cls.seq_relationship.", "classifier.", "qa_outputs."}
+    assert declared <= known_checkpoint_heads()
+    assert not hasattr(heads.BertPreTrainedModel, "known_checkpoint_heads")  # no registry filled as a side effect
+    torch.manual_seed(0)
+    heads.BertForPreTraining(TINY).save_pretrained(tmp_path)
+    state = read_state_dict(tmp_path / "model.safetensors")
+    alone = load_state_dict_into(BertModel(TINY), dict(state), strict=False)  # told of no other model's heads
+    assert sorted({k.split(".")[1] for k in alone["unexpected"]}) == ["predictions", "seq_relationship"]
+    told = load_state_dict_into(BertModel(TINY), dict(state), known_heads=known_checkpoint_heads())
+    assert told["unexpected"] == [] and {k.split(".")[1] for k in told["unused"]} == {"predictions",
+                                                                                         "seq_relationship"}
+
+
+def test_pad_token_id_comes_from_the_config_and_is_saved(tmp_path):
+    assert BertModel(TINY).embeddings.word_embeddings.padding_idx == 0  # Google's bert_config.json has none: 0
+    torch.manual_seed(0)
+    model = BertModel(dataclasses.replace(TINY, pad_token_id=5))
+    assert model.embeddings.word_embeddings.padding_idx == 5
+    model(torch.tensor([[1, 5, 5, 2]]))[1].sum().backward()
+    grad = model.embeddings.word_embeddings.weight.grad
+    assert not grad[5].any() and grad[1].any()  # [PAD]'s row is not trained
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["pad_token_id"] == 5
+    assert BertModel.from_pretrained(tmp_path).embeddings.word_embeddings.padding_idx == 5
+    raw = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**raw, "pad_token_id": None}))  # some hub files say null
+    assert BertModel.from_pretrained(tmp_path, strict=False).config.pad_token_id == 0
+    with pytest.raises(ValueError, match=r"pad_token_id must be the \[PAD\] token's id, an int in \[0, "
+                                         r"vocab_size=120\), got 120"):
+        dataclasses.replace(TINY, pad_token_id=120)
