@@ -175,6 +175,22 @@ def test_a_bin_that_runs_code_is_still_refused_as_unsafe(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("writer, value, named", [
+    ("pickle.dump", np.zeros((2, 2)), "numpy"), ("torch.save", np.zeros((2, 2)), "numpy"),
+    ("pickle.dump", torch.zeros(2, 2), "torch.storage._load_from_bytes"),  # pickle's tensors call torch.load
+])
+def test_a_bin_of_pickled_objects_is_named_as_such_with_how_to_convert_a_trusted_file(tmp_path, writer, value, named):
+    folder = _checkpoint_folder(tmp_path, "pytorch_model.bin")
+    state = {"embeddings.word_embeddings.weight": value}
+    with open(folder / "pytorch_model.bin", "wb") as f:
+        pickle.dump(state, f) if writer == "pickle.dump" else torch.save(state, f)
+    with pytest.raises(ValueError, match=r"pytorch_model\.bin: it holds objects other than tensors") as err:
+        BertModel.from_pretrained(folder)
+    message = str(err.value)
+    assert f"({named}" in message and "truncated" not in message and "corrupt" not in message
+    assert "Only if you trust the file's source, convert it once" in message and "save_file(" in message
+
+
 def test_a_checkpoint_pt_cut_short_is_named(tmp_path):
     torch.manual_seed(0)
     train(TinyClassifier(), features(4), quick_args(output_dir=str(tmp_path)))
