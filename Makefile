@@ -70,6 +70,7 @@ lab:
 # empty data folder and cache, downloads from a local mirror of the public URLs).
 test: install-test
 	$(MAKE) data
+	$(PY) -m ruff check minibert tests benchmarks
 	MINIBERT_MODE=fast $(PY) -m pytest tests
 
 benchmarks: install-test

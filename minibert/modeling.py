@@ -421,7 +421,8 @@ class BertModel(BertPreTrainedModel):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, output_all_encoded_layers: bool = True,
                 output_attentions: bool = False):
-        mask_is_all_ones = check_model_inputs(self.config, input_ids, token_type_ids, attention_mask, self._check_inputs)
+        mask_is_all_ones = check_model_inputs(self.config, input_ids, token_type_ids, attention_mask,
+                                              self._check_inputs)
         embedding_output = self.embeddings(input_ids, token_type_ids)
         # A mask that hides nothing is dropped: the result is the same and SDPA can use its fastest kernel.
         mask = None if mask_is_all_ones else extended_attention_mask(attention_mask, embedding_output.dtype)

@@ -389,7 +389,8 @@ class BertTokenizer:
         self.cls_token, self.mask_token = cls_token, mask_token
         # Special tokens are kept whole even inside words ("hello[SEP]world"), as the reference does; other
         # never_split tokens only when they stand alone between spaces (0.6.2's rule).
-        self.special_tokens = {unk_token, sep_token, pad_token, cls_token, mask_token} & self.basic_tokenizer.never_split
+        specials = {unk_token, sep_token, pad_token, cls_token, mask_token}
+        self.special_tokens = specials & self.basic_tokenizer.never_split
         longest_first = sorted(self.special_tokens, key=len, reverse=True)
         self._special_re = re.compile(f"({'|'.join(map(re.escape, longest_first))})") if longest_first else None
         self.cache = WordCache(self.word_pieces)

@@ -3,14 +3,13 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 
 import pytest
 import torch
 
 from minibert import heads
 from minibert.assets import checkpoint_path
-from minibert.checkpoints import load_state_dict_into, read_state_dict, save_pretrained
+from minibert.checkpoints import load_state_dict_into, read_state_dict
 from minibert.modeling import BertConfig, BertModel, known_checkpoint_heads
 
 TINY = BertConfig(vocab_size=120, hidden_size=24, num_hidden_layers=2, num_attention_heads=3,
@@ -123,14 +122,17 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
 
 def test_shape_mismatch_names_key_and_both_shapes(tmp_path, caplog):
     folder = _copy_checkpoint(tmp_path, {"intermediate_size": 1000})
-    with pytest.raises(ValueError, match=r"shape mismatch: encoder.layer.0.intermediate.dense.bias: \(1536,\) in the file, \(1000,\) in the model; encoder.layer.0.intermediate.dense.weight: \(1536, 384\) "
-                                         r"in the file, \(1000, 384\) in the model.*and 12 more"):
+    with pytest.raises(ValueError, match=r"shape mismatch: encoder.layer.0.intermediate.dense.bias: \(1536,\) in "
+                                         r"the file, \(1000,\) in the model; "
+                                         r"encoder.layer.0.intermediate.dense.weight: \(1536, 384\) in the file, "
+                                         r"\(1000, 384\) in the model.*and 12 more"):
         BertModel.from_pretrained(folder)
     with caplog.at_level(logging.WARNING, logger="minibert.checkpoints"):
         model = BertModel.from_pretrained(folder, strict=False)
     assert "shape mismatch" in caplog.text
     raw = read_state_dict(checkpoint_path() / "model.safetensors")
-    assert torch.equal(model.encoder.layer[0].attention.self.query.weight, raw["encoder.layer.0.attention.self.query.weight"])
+    assert torch.equal(model.encoder.layer[0].attention.self.query.weight,
+                       raw["encoder.layer.0.attention.self.query.weight"])
 
 
 def test_missing_and_unexpected_keys_raise(tmp_path, caplog):
@@ -142,7 +144,8 @@ def test_missing_and_unexpected_keys_raise(tmp_path, caplog):
     TINY.to_json_file(tmp_path / "config.json")
     from safetensors.torch import save_file
     save_file(state, str(tmp_path / "model.safetensors"))
-    with pytest.raises(ValueError, match=r"model.safetensors into BertModel: missing from the file: encoder.layer.1.output.dense.bias: \(24,\)"):
+    with pytest.raises(ValueError, match=r"model.safetensors into BertModel: missing from the file: "
+                                         r"encoder.layer.1.output.dense.bias: \(24,\)"):
         BertModel.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"unexpected in the file \(no such weight in BertModel\): "
                                          r"encoder.layer.1.output.dense.scale: \(3,\)"):
@@ -159,7 +162,8 @@ def test_missing_and_unexpected_keys_raise(tmp_path, caplog):
 
 def test_num_labels_mismatch_is_explained(tmp_path):
     heads.BertForSequenceClassification(TINY, num_labels=3).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"classifier.weight: \(3, 24\) in the file, \(2, 24\) in the model.*num_labels"):
+    with pytest.raises(ValueError, match=r"classifier.weight: \(3, 24\) in the file, \(2, 24\) in the "
+                                         r"model.*num_labels"):
         heads.BertForSequenceClassification.from_pretrained(tmp_path, num_labels=2)
 
 
@@ -167,7 +171,8 @@ def test_missing_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"has no config \(looked for config.json, bert_config.json\)"):
         BertModel.from_pretrained(tmp_path)
     TINY.to_json_file(tmp_path / "config.json")
-    with pytest.raises(FileNotFoundError, match=r"has no weights file \(looked for model.safetensors, pytorch_model.bin\)"):
+    with pytest.raises(FileNotFoundError, match=r"has no weights file \(looked for model.safetensors, "
+                                                r"pytorch_model.bin\)"):
         BertModel.from_pretrained(tmp_path)
 
 

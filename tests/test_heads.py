@@ -175,8 +175,8 @@ def test_decoder_is_tied_to_word_embeddings():
     (lambda c: heads.BertForSequenceClassification(c, num_labels=3),
      lambda m, ids: m(ids, labels=torch.tensor([0.0, 1.0])), r"integer class ids"),
     (lambda c: heads.BertForTokenClassification(c, num_labels=3),
-     lambda m, ids: m(ids, labels=torch.full((2, 9), 3)), r"labels contain 3 at row 0, position 0; expected class ids in "
-                                                         r"\[0, 3\).*build the model with num_labels=4"),
+     lambda m, ids: m(ids, labels=torch.full((2, 9), 3)),
+     r"labels contain 3 at row 0, position 0; expected class ids in \[0, 3\).*build the model with num_labels=4"),
     (lambda c: heads.BertForSequenceClassification(c, num_labels=1),
      lambda m, ids: m(ids, labels=torch.tensor([0.5, float("nan")])),
      r"labels contain NaN at row 1; expected finite regression targets"),

@@ -92,7 +92,7 @@ def test_the_readme_picture_names_every_module_once():
     spine = _spine()
     modules = {_layer(m) for m in _modules() if m not in OFF_THE_SPINE}
     assert len(spine) == len(set(spine)), f"a module is drawn twice in README's picture: {spine}"
-    assert not modules - set(spine), f"modules missing from README's picture (The library): {sorted(modules - set(spine))}"
+    assert not modules - set(spine), f"modules missing from README's picture: {sorted(modules - set(spine))}"
     assert not set(spine) - modules, f"README's picture draws modules that do not exist: {sorted(set(spine) - modules)}"
 
 

@@ -90,10 +90,12 @@ def test_reproduces_reference_json(minilm, jim_henson_reference):
         zero_types, _ = minilm(ids, output_all_encoded_layers=False)
     assert encoded.shape == tuple(ref["last_hidden_state_shape"])
     torch.testing.assert_close(encoded[0, 0], torch.tensor(ref["cls_last_hidden_full"]), atol=1e-5, rtol=0)
-    torch.testing.assert_close(encoded[0, -1, :5], torch.tensor(ref["last_token_last_hidden_first5"]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(encoded[0, -1, :5], torch.tensor(ref["last_token_last_hidden_first5"]), atol=1e-5,
+                               rtol=0)
     torch.testing.assert_close(pooled[0, :5], torch.tensor(ref["pooler_output_first5"]), atol=1e-5, rtol=0)
-    torch.testing.assert_close(zero_types[0, 0, :5], torch.tensor(ref["cls_last_hidden_first5_if_token_type_ids_all_zero"]),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(zero_types[0, 0, :5],
+                               torch.tensor(ref["cls_last_hidden_first5_if_token_type_ids_all_zero"]), atol=1e-5,
+                               rtol=0)
 
 
 def test_every_layer_matches_transformers_on_padded_mrpc(minilm, mrpc_batch):
@@ -291,7 +293,8 @@ SMALL = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_atte
     (torch.tensor([[1, 2, 3]]), None, torch.tensor([[1, 1]]), r"attention_mask has shape \(1, 2\), expected \(1, 3\)"),
     (torch.tensor([[1, 2, 3]]), None, torch.tensor([[1, 1, 2]]),
      r"attention_mask contain 2 at row 0, position 2; expected 0 \(padding\) or 1 \(token\)"),
-    (torch.tensor([[1, 2, 3]]), None, torch.tensor([[1.0, 0.5, 1.0]]), r"attention_mask contain 0.5 at row 0, position 1"),
+    (torch.tensor([[1, 2, 3]]), None, torch.tensor([[1.0, 0.5, 1.0]]),
+     r"attention_mask contain 0.5 at row 0, position 1"),
 ])
 def test_bad_inputs_raise_before_any_kernel(ids, types, mask, match):
     model = BertModel(SMALL).eval()

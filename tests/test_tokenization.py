@@ -5,7 +5,6 @@ vocab file with the same flags (its `strip_accents=None` follows `do_lower_case`
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import unicodedata
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 
 from minibert import BasicTokenizer, BertTokenizer, WordpieceTokenizer
 from minibert import tokenization as T
-from minibert.assets import checkpoint_path, data_path, vocab_path
+from minibert.assets import checkpoint_path, vocab_path
 from minibert.course import checks, demos
 from minibert.datasets import read_chnsenticorp, read_mrpc
 

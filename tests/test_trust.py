@@ -10,7 +10,6 @@ import logging
 import os
 import pickle
 import shutil
-import zipfile
 
 import numpy as np
 import pytest
@@ -20,10 +19,10 @@ from torch import nn
 
 from minibert import BertAdam, BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel
 from minibert.assets import checkpoint_path
-from minibert.checkpoints import read_state_dict, save_pretrained
+from minibert.checkpoints import read_state_dict
 from minibert.datasets import read_chnsenticorp, read_mrpc
 from minibert.tokenization import BertTokenizer, load_vocab
-from minibert.training import TrainingArguments, load_checkpoint, save_checkpoint, train
+from minibert.training import TrainingArguments, load_checkpoint, train
 
 TINY = BertConfig(vocab_size=99, hidden_size=24, num_hidden_layers=2, num_attention_heads=3,
                   intermediate_size=48, max_position_embeddings=32)
