@@ -365,8 +365,9 @@ class BertAdam(Optimizer):
                 next_m, next_v = state["next_m"], state["next_v"]
                 # A NaN or Inf in the gradient would make the weights and both moments NaN for good. The update of
                 # such a tensor is skipped, decided on the device (as GradScaler's fused optimizers do), so that no
-                # step waits for a GPU: with `finite` False the gradient counts as 0, the moments decay by 1 (keep
-                # their values) and the weights move by 0. The step count still advances, as the schedule does.
+                # step waits for a GPU: with `finite` False the gradient is zeroed (in place, as the clipping is),
+                # the moments decay by 1 (keep their values) and the step size is 0. The step count still advances, as
+                # the schedule does.
                 b1, b2 = group["b1"], group["b2"]
                 if group["max_grad_norm"] > 0:
                     # per tensor, as the original: each parameter's gradient is clipped on its own
@@ -374,7 +375,7 @@ class BertAdam(Optimizer):
                     finite = torch.isfinite(norm)  # 0-d bool on p's device: the norm is NaN or Inf with the gradient
                 else:
                     finite = torch.isfinite(grad).all()
-                grad = torch.where(finite, grad, 0.0)
+                grad.masked_fill_(~finite, 0.0)
                 decay_m, decay_v = torch.where(finite, self._betas(p, b1, b2), 1.0)
                 next_m.mul_(decay_m).add_(grad, alpha=1 - b1)
                 next_v.mul_(decay_v).addcmul_(grad, grad, value=1 - b2)
@@ -382,7 +383,7 @@ class BertAdam(Optimizer):
                 if group["weight_decay"] > 0.0:
                     update.add_(p, alpha=group["weight_decay"])  # decoupled weight decay: += weight_decay * p
                 lr_scheduled = group["lr"] * group["schedule"].get_lr(state["step"])  # step count BEFORE update
-                p.add_(update.mul_(finite), alpha=-lr_scheduled)
+                p.addcmul_(update, torch.where(finite, p.new_full((), -lr_scheduled), 0.0))  # p -= lr * update, or not
                 state["step"] += 1
                 finites.append(finite)
                 names.append((g, i, tuple(p.shape)))
@@ -393,7 +394,7 @@ class BertAdam(Optimizer):
 
     def _betas(self, p: torch.Tensor, b1: float, b2: float) -> torch.Tensor:
         """(b1, b2) as a tensor of p's dtype on p's device, made once (filled there: nothing is copied from the
-        host, and the values are exactly those the python floats give)."""
+        host, and the values are exactly those the python floats give p's dtype)."""
         key = (p.device, p.dtype, b1, b2)
         if key not in self._betas_cache:
             self._betas_cache[key] = torch.stack([p.new_full((), b1), p.new_full((), b2)])
