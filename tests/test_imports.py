@@ -4,6 +4,7 @@ to hide a cycle) or after the code, and only the course imports the course."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -144,3 +145,34 @@ def test_only_the_course_imports_the_course():
                  if not module.startswith("minibert.course")
                  for name, _, _, _ in _imports(module, path, set(modules)) if name.startswith("minibert.course")]
     assert not offenders, "the library never imports minibert.course: " + "; ".join(offenders)
+
+
+def _private_uses(tree: ast.AST, own: str) -> list[str]:
+    """``from minibert.x import _name`` and ``alias._name`` on an imported minibert module, outside module ``own``."""
+    aliases, found = {}, []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("minibert") and node.module != own:
+            found += [f"from {node.module} import {a.name}" for a in node.names
+                      if a.name.startswith("_") and not a.name.startswith("__")]
+            aliases.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names})
+        elif isinstance(node, ast.Import):
+            aliases.update({a.asname or a.name: a.name for a in node.names if a.name.startswith("minibert")})
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases \
+                and node.attr.startswith("_") and not node.attr.startswith("__") and aliases[node.value.id] != own:
+            found.append(f"{aliases[node.value.id]}.{node.attr}")
+    return found
+
+
+def test_no_module_or_notebook_uses_another_modules_private_names():
+    """A name with a leading underscore may change without notice: what another module or a notebook needs is
+    public. (Tests may reach inside; the library and the course may not.)"""
+    problems = [f"{path.relative_to(PACKAGE.parent)}: {use}" for module, path in _modules().items()
+                for use in _private_uses(ast.parse(path.read_text(encoding="utf-8")), module)]
+    for path in sorted((PACKAGE.parent / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        # IPython's !shell and %magic lines become `pass`, at their indentation, so that the rest parses
+        code = "\n".join(re.sub(r"^(\s*)[!%].*$", r"\1pass", "".join(c["source"]), flags=re.MULTILINE)
+                         for c in cells if c["cell_type"] == "code")
+        problems += [f"{path.relative_to(PACKAGE.parent)}: {use}" for use in _private_uses(ast.parse(code), "")]
+    assert not problems, "private names used from outside their module:\n" + "\n".join(problems)
