@@ -76,6 +76,7 @@ lab:
 # per evaluation; errors count, outputs are not compared).
 test: install-test
 	$(MAKE) data
+	$(PY) -m ruff check minibert tests benchmarks conftest.py docs
 	MINIBERT_MODE=fast $(PY) -m pytest --nbval tests notebooks
 	MINIBERT_MODE=full MINIBERT_DRY_RUN=1 $(PY) -m pytest --nbval-lax notebooks
 

@@ -3,21 +3,10 @@
 The public names are those of pytorch-pretrained-bert 0.6.2 (BertTokenizer, BertModel, BertForMaskedLM, ...,
 BertAdam, WarmupLinearSchedule), so the 2019 documentation reads the same here.
 
-The modules form one spine, read bottom to top; each imports only from modules below it, and nothing in the
-library imports ``course`` (tests/test_imports.py checks both)::
-
-    course/       exercise checkers, widgets, live plots: imported by the notebooks, never by the library
-    pretraining   masking, next-sentence pairs, pre-training data; pre-trains through the one loop
-    training      one loop for every task, driven by the model's loss; metrics passed in
-    data          encoded examples -> padded tensors (one collate for every use)
-    heads         the task models (BertForMaskedLM, ...), each computing its own loss
-    modeling      embeddings -> attention -> layer -> encoder -> pooler -> BertModel
-    checkpoints   read/write weights by Hugging Face names; each head declares its own prefixes
-    config        BertConfig (frozen dataclass, validated)
-
-Beside the spine: tokenization (text -> ids, the only place that knows the special tokens), optimization
-(BertAdam and its schedules), datasets and metrics (readers, scores), features and viz (what BERT's layers and
-heads compute), squad and memory (task and memory tools), assets (files, downloads) and runtime (device, seeds).
+The modules form one spine, read bottom to top (config, inputs, ..., modeling, heads, data, training,
+pretraining, ...): each imports only from the modules below it, and nothing in the library imports ``course``.
+The README's "The library" section draws the whole picture, and tests/test_imports.py checks every import
+against it.
 """
 
 __version__ = "0.1.0"

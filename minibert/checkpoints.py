@@ -14,23 +14,26 @@ says it starts from random values and must be trained. Weights of the encoder th
 knows, and shapes that differ raise (or only warn with ``strict=False``), naming the key and both shapes.
 
 This module knows the config (one layer below) and files, not the model classes (one layer above): a model
-tells it its heads through ``checkpoint_heads`` (prefix -> name) and every model class's heads through
-``known_checkpoint_heads``; ``BertPreTrainedModel.from_pretrained`` is built from the functions here.
+tells it its heads through ``checkpoint_heads`` (prefix -> name), and the caller passes the other models' heads
+(``known_heads``); ``BertPreTrainedModel.from_pretrained`` is built from the functions here.
 """
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
 import pickle
+import pickletools
 import re
 import tarfile
 import tempfile
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 from safetensors import SafetensorError
@@ -127,20 +130,26 @@ def read_config(folder: str | os.PathLike) -> tuple[BertConfig, dict[str, Any]]:
 
 
 def torch_load(path: Path, expected: str, if_unsafe: str, if_corrupt: str) -> Any:
-    """``torch.load(path, weights_only=True)``: no code in the file runs. A pickle that holds more than tensors
-    and plain data is refused as unsafe (``if_unsafe`` says what to do); a truncated or damaged file is called
-    that, with ``expected`` and ``if_corrupt``, and never sent to the unsafe loader, which could not repair it."""
+    """``torch.load(path, weights_only=True)``: no code in the file runs. A whole pickle (torch.save's or
+    pickle.dump's) that holds objects other than tensors and plain data is refused as unsafe (``if_unsafe`` says
+    what to do); a truncated or damaged file is called that, with ``expected`` and ``if_corrupt``, and never
+    sent to the unsafe loader, which could not repair it."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a pickle.dump file makes torch warn of its protocol: it is refused below
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except pickle.UnpicklingError as err:
-        if _looks_like_torch_save(path):  # a well-formed pickle of objects weights_only will not build
-            found = re.search(r"(unsupported GLOBAL|Unsupported global: GLOBAL|Unsupported class) \S+", str(err))
-            what = found.group(0) if found else "objects other than tensors"
-            raise ValueError(f"refusing to load {path}: it is a pickle that holds more than tensors and plain data "
-                             f"({what}), and unpickling it could run arbitrary code. {if_unsafe}") from None
-        reason = str(err).strip().splitlines()[-1][:200]
+        objects = _pickled_objects(path)
+        if objects is not None:  # a well-formed pickle of objects weights_only will not build
+            named = re.search(r"(unsupported GLOBAL|Unsupported global: GLOBAL|Unsupported class) (\S+)", str(err))
+            what = ", ".join(objects[:3]) or (named.group(2) if named else "objects it cannot name")
+            raise ValueError(f"refusing to load {path}: it holds objects other than tensors ({what}), and "
+                             f"unpickling them could run arbitrary code. {if_unsafe}") from None
+        lines = [line for line in str(err).splitlines() if line.strip()]
+        after = [lines[i + 1] for i, line in enumerate(lines[:-1]) if line.strip().endswith("error:")]
+        reason = (after or lines[-1:] or [type(err).__name__])[0].strip()[:200]  # torch's own explanation
         raise ValueError(f"cannot read {path}: the file is truncated or corrupt ({reason}); expected {expected}. "
                          f"{if_corrupt}") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as err:
@@ -149,12 +158,46 @@ def torch_load(path: Path, expected: str, if_unsafe: str, if_corrupt: str) -> An
                          f"{if_corrupt}") from None
 
 
-def _looks_like_torch_save(path: Path) -> bool:
-    """True when the file is what torch.save writes: a whole zip archive, or (legacy format) a pickle that starts
-    with torch's magic number. Random bytes can look like a forbidden global to the unpickler: corrupt, not unsafe."""
+TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a"  # the start of torch.save's pre-1.6 format (a pickled magic number)
+# what a state dict of tensors holds (the safe loader builds these): left out of the names an error gives
+_PLAIN_GLOBALS = re.compile(r"collections\.OrderedDict|torch\._utils\._rebuild_\w+|torch\.\w*Storage|torch\.Size|"
+                            r"torch\.(u?int\d+|float\d+|bfloat16|bool|complex\d+)")
+
+
+def _pickled_objects(path: Path) -> list[str] | None:
+    """The classes and functions the pickle in ``path`` would import (read with pickletools, so nothing runs),
+    or None when the file is not a whole pickle: random bytes can look like a forbidden global to the unpickler,
+    and a damaged file is corrupt, not unsafe. Reads torch.save's zip format, its legacy format (a magic number,
+    then the object's pickle) and a plain pickle.dump file."""
     with open(path, "rb") as f:
         head = f.read(4)
-    return zipfile.is_zipfile(path) if head.startswith(b"PK\x03\x04") else head == b"\x80\x02\x8a\x0a"
+    try:
+        if head.startswith(b"PK\x03\x04"):
+            with zipfile.ZipFile(path) as archive:
+                name = next(n for n in archive.namelist() if n.rsplit("/", 1)[-1] == "data.pkl")
+                stream, pickles = io.BytesIO(archive.read(name)), 1
+        else:  # legacy: the magic number, the protocol version and the system info come before the object
+            stream, pickles = io.BytesIO(path.read_bytes()), 4 if head == TORCH_LEGACY_MAGIC else 1
+        found: list[str] = []
+        for _ in range(pickles):
+            strings: list[Any] = []  # what was pushed, as far as STACK_GLOBAL's two names need it
+            memo: dict[int, Any] = {}
+            for op, arg, _ in pickletools.genops(stream):  # raises on a truncated or damaged pickle
+                if op.name == "GLOBAL":
+                    found.append(arg.replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append(f"{strings[-2]}.{strings[-1]}")
+                elif op.name == "MEMOIZE":
+                    memo[len(memo)] = strings[-1] if strings else None
+                elif op.name.endswith("PUT"):
+                    memo[arg] = strings[-1] if strings else None
+                elif op.name.endswith("GET"):
+                    strings.append(memo.get(arg))
+                elif isinstance(arg, str):
+                    strings.append(arg)
+    except (ValueError, KeyError, StopIteration, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError):
+        return None
+    return [g for g in dict.fromkeys(found) if not _PLAIN_GLOBALS.fullmatch(g)]
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -167,8 +210,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise ValueError(f"cannot read {path}: the file is truncated or corrupt ({err}); expected a "
                              "safetensors file of tensors. Download or copy it again") from None
     state = torch_load(path, expected="a state dict of tensors saved with torch.save",
-                       if_unsafe="Use a model.safetensors file, or, only if you trust its source, convert it "
-                                 "yourself with torch.load(path, weights_only=False)",
+                       if_unsafe="Use a model.safetensors file instead. Only if you trust the file's source, convert "
+                                 "it once: state = torch.load(path, weights_only=False) (pickle.load(f) for a file "
+                                 "written with pickle.dump; .state_dict() if it holds a whole model), then "
+                                 "safetensors.torch.save_file({k: torch.as_tensor(v).contiguous() for k, v in "
+                                 "state.items()}, 'model.safetensors')",
                        if_corrupt="Download or copy it again")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors (got {type(state).__name__})")
@@ -213,16 +259,16 @@ def _head_name(key: str, base_prefix: str, heads: dict[str, str]) -> str:
 
 
 def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True,
-                         source: str = "checkpoint") -> dict[str, list[str]]:
+                         source: str = "checkpoint", known_heads: Iterable[str] = ()) -> dict[str, list[str]]:
     """Copy ``state`` into ``model`` by name; returns the report (missing, new heads, unused, mismatched).
 
     The encoder's weights must all be there. Everything else the model has (its task heads, and the pooler)
     may be missing: it keeps its fresh initialization, and a WARNING names each such head. Weights in the
-    file that belong to some other model's head are skipped (logged at INFO).
+    file that belong to some other model's head (a prefix in ``known_heads``) are skipped (logged at INFO).
     """
     base_prefix = "bert." if hasattr(model, "bert") else ""
     own_heads: dict[str, str] = getattr(model, "checkpoint_heads", {})
-    known_heads = tuple({**getattr(model, "known_checkpoint_heads", {}), **own_heads})
+    known_heads = tuple({*known_heads, *own_heads})
     state = _normalize_keys(state, base_prefix)
     own = model.state_dict()
     tied = _tied_copies(own)
@@ -299,7 +345,7 @@ def save_pretrained(model: nn.Module, folder: str | os.PathLike) -> Path:
     """Write ``config.json`` (HF-compatible) and ``model.safetensors`` (one copy of each tied tensor)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    extra: dict[str, Any] = {"model_type": "bert", "architectures": [type(model).__name__], "pad_token_id": 0}
+    extra: dict[str, Any] = {"model_type": "bert", "architectures": [type(model).__name__]}
     num_labels = getattr(model, "num_labels", None)
     if num_labels is not None:
         extra["id2label"] = {str(i): f"LABEL_{i}" for i in range(num_labels)}

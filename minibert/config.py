@@ -52,6 +52,7 @@ class BertConfig:
     type_vocab_size: int = 2
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0  # the [PAD] id: its word embedding gets no gradient (Hugging Face config.json's key)
     # pytorch-pretrained-bert's first argument: an int (the vocab size) or the path of a bert_config.json
     vocab_size_or_config_json_file: dataclasses.InitVar[int | str | os.PathLike | None] = None
 
@@ -90,6 +91,10 @@ class BertConfig:
         if not isinstance(self.initializer_range, (int, float)) or not 0 <= self.initializer_range < math.inf:
             raise ValueError(f"initializer_range must be >= 0 and finite (BERT uses 0.02), got "
                              f"{self.initializer_range!r}")
+        pad = self.pad_token_id
+        if isinstance(pad, bool) or not isinstance(pad, int) or not 0 <= pad < self.vocab_size:
+            raise ValueError(f"pad_token_id must be the [PAD] token's id, an int in [0, vocab_size={self.vocab_size}), "
+                             f"got {pad!r}; bert-base vocabularies have [PAD] at 0 (tokenizer.pad_token_id)")
         if not isinstance(self.layer_norm_eps, (int, float)) or not 0 < self.layer_norm_eps < math.inf:
             raise ValueError(f"layer_norm_eps must be > 0 and finite (BERT uses 1e-12), got "
                              f"{self.layer_norm_eps!r}")
@@ -100,12 +105,13 @@ class BertConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "BertConfig":
-        """Keep the BERT fields of a Google ``bert_config.json`` or an HF ``config.json``; ignore the rest."""
+        """Keep the BERT fields of a Google ``bert_config.json`` or an HF ``config.json``; ignore the rest (and a
+        ``pad_token_id`` of null, which some config.json files write: [PAD] is then id 0)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         ignored = sorted(k for k in values if k not in fields)
         if ignored:
             logger.debug("BertConfig ignores keys %s", ignored)
-        return cls(**{k: v for k, v in values.items() if k in fields})
+        return cls(**{k: v for k, v in values.items() if k in fields and not (k == "pad_token_id" and v is None)})
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> "BertConfig":

@@ -25,8 +25,9 @@ guid (optional)             dropped                                 used to name
 Multiple choice (SWAG): each of ``input_ids``/``token_type_ids``/``attention_mask`` is a list with one
 encoding per choice; the batch is ``(batch, num_choices, seq)``, every choice padded to the longest of the batch.
 
-Ids and labels are checked here, once, when the batch is built on the CPU (no GPU sync), with errors that name
-the example; the training loop can then skip the model's own per-forward checks.
+Ids and labels are checked here, once, when the batch is built on the CPU (no GPU sync), by the rules of
+``minibert.inputs``, with errors that name the example; the training loop can then skip the model's own
+per-forward checks.
 """
 from __future__ import annotations
 
@@ -37,12 +38,15 @@ import numpy as np
 import torch
 
 from minibert.datasets import InputExample, check_labels
+from minibert.inputs import (
+    IGNORE_INDEX, POSITION_KEYS, explain, first_index, invalid_input_ids, invalid_labels, invalid_mask,
+    invalid_positions, invalid_segment_ids, invalid_targets,
+)
 from minibert.tokenization import BertTokenizer
 
 __all__ = ["Feature", "IGNORE_INDEX", "LABEL_KEYS", "collate", "encode_examples", "feature_length"]
 
 Feature = dict[str, Any]
-IGNORE_INDEX = -100  # label of positions that are not predicted (cross_entropy's default ignore_index)
 # keys the heads take as targets (ppb 0.6.2 names); a feature's "label" becomes "labels"
 LABEL_KEYS = ("labels", "start_positions", "end_positions", "masked_lm_labels", "next_sentence_label")
 _INPUT_KEYS = ("input_ids", "token_type_ids", "attention_mask")
@@ -54,20 +58,16 @@ def encode_examples(examples: Sequence[InputExample], tokenizer: BertTokenizer, 
 
     Each feature keeps the tokenizer's ``input_ids``, ``token_type_ids`` and ``attention_mask``, the example's
     ``guid`` (for error messages) and its ``label`` when it has one. Padding is left to :func:`collate`, per
-    batch. With ``num_labels`` every label must be an int in ``[0, num_labels)``; a mismatch names the example.
+    batch. Every label must be a class index (in ``[0, num_labels)`` when given); a mismatch names the example.
     """
     if len(examples) == 0:
         raise ValueError("no examples to encode: the split is empty; check the file or the subset size")
-    if num_labels is not None:
-        check_labels(list(examples), num_labels)  # names the file and line of a bad label
+    check_labels(list(examples), num_labels)  # names the file and line of a bad label
     features = []
     for ex in examples:
         enc = tokenizer.encode(ex.text_a, ex.text_b, max_length=max_seq_length)
         feat: Feature = {"guid": ex.guid, **{k: list(enc[k]) for k in _INPUT_KEYS}}
         if ex.label is not None:
-            if isinstance(ex.label, bool) or not isinstance(ex.label, (int, np.integer)) or ex.label < 0:
-                raise ValueError(f"example {ex.guid!r} has label {ex.label!r}; labels must be class indices "
-                                 f"0, 1, ... (map label strings to indices when reading the file)")
             feat["label"] = int(ex.label)
         features.append(feat)
     return features
@@ -189,53 +189,35 @@ def collate(features: Sequence[Feature], pad_token_id: int, pad_to_multiple_of: 
     return batch
 
 
-def _first_bad_row(bad: torch.Tensor) -> int:
-    return int(bad.reshape(bad.shape[0], -1).any(1).nonzero()[0, 0])
-
-
 def _check_inputs(batch: dict[str, torch.Tensor], features: Sequence[Feature], per_row: int,
                   vocab_size: int | None) -> None:
-    """Ids in the vocabulary, segment ids 0/1, mask 0/1: on the CPU, before any model sees them."""
-    ids = batch["input_ids"]
-    bad = ids < 0 if vocab_size is None else (ids < 0) | (ids >= vocab_size)
-    if bad.any():
-        row = _first_bad_row(bad)
-        f = row // per_row
-        value = int(ids[row][bad[row]][0])
-        where = f"[0, {vocab_size})" if vocab_size is not None else "ids >= 0"
-        raise ValueError(f"{_name(features[f], f)}: input_ids contain {value}, outside the vocabulary ({where}); "
-                         "was the text tokenized with this model's vocab.txt?")
-    for key, what in (("token_type_ids", "segment A is 0, B is 1"), ("attention_mask", "1 = token, 0 = padding")):
-        t = batch[key]
-        bad = (t < 0) | (t > 1)
-        if bad.any():
-            row = _first_bad_row(bad)
-            f = row // per_row
-            raise ValueError(f"{_name(features[f], f)}: {key} contain {int(t[row][bad[row]][0])}; expected 0 or 1 "
-                             f"({what})")
+    """Ids in the vocabulary, segment ids 0/1, mask 0/1 (the rules of ``minibert.inputs``): on the CPU, before
+    any model sees them, naming the example."""
+    for key, bad, limit in (("input_ids", invalid_input_ids(batch["input_ids"], vocab_size), vocab_size),
+                            ("token_type_ids", invalid_segment_ids(batch["token_type_ids"]), 2),
+                            ("attention_mask", invalid_mask(batch["attention_mask"]), None)):
+        index = first_index(bad)
+        if index is not None:
+            row, position = index
+            f, choice = divmod(row, per_row)
+            at = f" at position {position}" + (f" of choice {choice}" if per_row > 1 else "")
+            raise ValueError(f"{_name(features[f], f)}: {explain(key, batch[key][index].item(), limit, at)}")
 
 
 def _check_labels(labels: torch.Tensor, key: str, features: Sequence[Feature], num_labels: int | None,
                   vocab_size: int | None) -> None:
-    """Class ids in [0, num_labels) (or IGNORE_INDEX / -1 where allowed); float labels are regression targets."""
+    """Class ids in [0, num_labels) or ignored (-100, -1), answer positions >= 0, finite regression targets (the
+    rules of ``minibert.inputs``), naming the example."""
     if labels.dtype.is_floating_point:
-        if not torch.isfinite(labels).all():
-            row = int((~torch.isfinite(labels)).nonzero()[0, 0])
-            raise ValueError(f"{_name(features[row], row)}: {key} is {labels[row].item()}; regression targets "
-                             "must be finite numbers")
-        return
-    if key in ("start_positions", "end_positions"):  # positions past the sequence are clamped by the head
-        bad = labels < 0
-        hint = "token positions >= 0 (past the end of the sequence means 'no answer in this window')"
+        bad, limit = invalid_targets(labels), None
+    elif key in POSITION_KEYS:
+        bad, limit = invalid_positions(labels), None
     else:
-        upper = {"labels": num_labels, "masked_lm_labels": vocab_size, "next_sentence_label": 2}[key]
-        ignore = (labels == IGNORE_INDEX) | (labels == -1)  # the heads skip these (today's and the 2019 value)
-        bad = ((labels < 0) | (labels >= upper) if upper is not None else labels < 0) & ~ignore
-        hint = (f"class ids in [0, {upper})" if upper is not None else "class ids >= 0") + \
-            f" ({IGNORE_INDEX} where no prediction is made)"
-    if bad.any():
-        row = _first_bad_row(bad)
-        value = int(labels[row][bad[row]].reshape(-1)[0])
-        fix = (f"; build the model with num_labels={int(labels.max()) + 1}"
-               if key == "labels" and num_labels is not None and value >= num_labels else "")
-        raise ValueError(f"{_name(features[row], row)}: {key} contain {value}; expected {hint}{fix}")
+        limit = {"labels": num_labels, "masked_lm_labels": vocab_size, "next_sentence_label": 2}[key]
+        bad = invalid_labels(labels, limit)
+    index = first_index(bad)
+    if index is not None:
+        row = index[0]
+        at = f" at position {index[1]}" if len(index) > 1 else ""
+        largest = labels.max().item() if key == "labels" else None
+        raise ValueError(f"{_name(features[row], row)}: {explain(key, labels[index].item(), limit, at, largest)}")

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import csv
 import json
+import numbers
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from minibert.assets import data_path
+from minibert.inputs import first_index, invalid_labels
 from minibert.metrics import iob1_to_iob2
 
 
@@ -102,17 +106,35 @@ def read_chnsenticorp(split: str = "train", path: str | Path | None = None) -> l
             for lineno, (label, text) in read_tsv(path, 2, header=("label",))]
 
 
-def check_labels(examples: list[InputExample], num_labels: int) -> None:
-    """Raise ValueError naming the file and line of the first example whose label is not in [0, num_labels),
-    and when the split is empty: a model built with the wrong ``num_labels`` fails here, not deep in a loss."""
+def check_labels(examples: list[InputExample], num_labels: int | None) -> None:
+    """Raise ValueError naming the file and line of the first example whose label is not a class index in
+    [0, num_labels) (the rule of ``minibert.inputs``, which lets -100 and -1 through as "not predicted"; None:
+    any index), and when the split is empty: a model built with the wrong ``num_labels`` fails here, not deep in
+    a loss."""
     if not examples:
         raise ValueError("the split has no examples; check the file and any subset size")
-    for ex in examples:
-        if ex.label is not None and not (isinstance(ex.label, int) and 0 <= ex.label < num_labels):
-            where = getattr(ex, "source", None) or f"example {ex.guid!r}"
-            seen = sorted({e.label for e in examples if e.label is not None})
-            raise ValueError(f"{where}: label {ex.label!r} is outside [0, {num_labels}) (num_labels={num_labels}); "
-                             f"this data has labels {seen}: build the model with num_labels={max(seen) + 1}")
+    labelled = [ex for ex in examples if ex.label is not None]
+    for ex in labelled:
+        if isinstance(ex.label, bool) or not isinstance(ex.label, numbers.Integral):
+            raise ValueError(f"{_where(ex)} has label {ex.label!r}; labels must be class indices 0, 1, ... (map "
+                             "label strings to indices when reading the file)")
+    index = first_index(invalid_labels(torch.tensor([int(ex.label) for ex in labelled], dtype=torch.long),
+                                       num_labels)) if labelled else None
+    if index is not None:
+        ex = labelled[index[0]]
+        seen = sorted({int(e.label) for e in labelled})
+        fix = (f": build the model with num_labels={max(seen) + 1}"
+               if num_labels is not None and ex.label >= num_labels else "")
+        raise ValueError(f"{_where(ex)}: label {ex.label!r} is outside {_range(num_labels)} (num_labels="
+                         f"{num_labels}); this data has labels {seen}{fix}")
+
+
+def _where(ex: InputExample) -> str:
+    return ex.source or f"example {ex.guid!r}"
+
+
+def _range(limit: int | None) -> str:
+    return f"[0, {limit})" if limit is not None else "[0, ...)"
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -24,46 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from minibert.config import ACT2FN, BertConfig
-from minibert.modeling import BertModel, BertPreTrainedModel, _is_compiling
+from minibert.inputs import IGNORE_INDEX, check_class_labels, check_positions, check_regression_targets
+from minibert.modeling import BertModel, BertPreTrainedModel
 
 logger = logging.getLogger(__name__)
-
-IGNORE_INDEX = -100
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Label checks: shape first, then (while the model's ``check_inputs`` is on) one min/max reduction, before
-# cross_entropy could index out of range
-# ----------------------------------------------------------------------------------------------------------
-
-def _check_labels(labels: torch.Tensor, name: str, shape: tuple[int, ...], num_classes: int,
-                  allow_ignore: bool = True, check_values: bool = True) -> torch.Tensor:
-    """Return ``labels`` as long with -1 turned into -100; raise ValueError for a wrong shape or value (values
-    only with ``check_values``: reading them back is a host sync)."""
-    if not isinstance(labels, torch.Tensor):
-        raise ValueError(f"{name} must be a tensor of shape {shape}, got {type(labels).__name__}")
-    if labels.numel() != _prod(shape) or (labels.dim() and labels.shape[0] != shape[0]):
-        raise ValueError(f"{name} has shape {tuple(labels.shape)}, expected {shape}")
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integer class ids, got dtype {labels.dtype}; use torch.long")
-    labels = labels.reshape(shape).long()
-    if allow_ignore:
-        labels = labels.masked_fill(labels == -1, IGNORE_INDEX)
-    if check_values and labels.numel() and not _is_compiling():
-        valid = labels.masked_fill(labels == IGNORE_INDEX, 0) if allow_ignore else labels
-        lo, hi = torch.stack(torch.aminmax(valid)).tolist()  # one host sync
-        if lo < 0 or hi >= num_classes:
-            ignore = " (-1 or -100 mark positions to ignore)" if allow_ignore else ""
-            raise ValueError(f"{name} contain {int(lo if lo < 0 else hi)}, outside [0, {num_classes})"
-                             f"{ignore}")
-    return labels
-
-
-def _prod(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -134,7 +98,7 @@ class BertPreTrainingHeads(nn.Module):
 def masked_lm_loss(prediction_scores: torch.Tensor, masked_lm_labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over the labelled positions of (batch, seq, vocab) scores; -1 and -100 are ignored."""
     vocab_size = prediction_scores.size(-1)
-    labels = _check_labels(masked_lm_labels, "masked_lm_labels", tuple(prediction_scores.shape[:2]), vocab_size)
+    labels = check_class_labels(masked_lm_labels, "masked_lm_labels", tuple(prediction_scores.shape[:2]), vocab_size)
     return F.cross_entropy(prediction_scores.reshape(-1, vocab_size), labels.view(-1), ignore_index=IGNORE_INDEX)
 
 
@@ -142,16 +106,15 @@ def _mlm_loss_at_targets(predictions: BertLMPredictionHead, sequence_output: tor
                          masked_lm_labels: torch.Tensor, vocab_size: int, check_values: bool) -> torch.Tensor:
     """masked_lm_loss, with the head run only on the labelled positions: the same mean cross-entropy (each
     position's scores depend on that position alone), without the (batch, seq, vocab) scores of the others."""
-    labels = _check_labels(masked_lm_labels, "masked_lm_labels", tuple(sequence_output.shape[:2]), vocab_size,
-                           check_values=check_values)
+    labels = check_class_labels(masked_lm_labels, "masked_lm_labels", tuple(sequence_output.shape[:2]), vocab_size,
+                                check_values)
     target = labels != IGNORE_INDEX  # (batch, seq)
     scores = predictions(sequence_output[target])  # (targets, vocab)
     return F.cross_entropy(scores, labels[target])
 
 
 def _nsp_loss(scores: torch.Tensor, labels: torch.Tensor, check_values: bool) -> torch.Tensor:
-    labels = _check_labels(labels, "next_sentence_label", (scores.size(0),), 2,  # -1/-100 ignored, as in 2019
-                           check_values=check_values)
+    labels = check_class_labels(labels, "next_sentence_label", (scores.size(0),), 2, check_values)
     return F.cross_entropy(scores, labels, ignore_index=IGNORE_INDEX)
 
 
@@ -255,10 +218,9 @@ class BertForSequenceClassification(BertPreTrainedModel):
         if labels is None:
             return logits
         if self.num_labels == 1:
-            if labels.numel() != logits.size(0):
-                raise ValueError(f"labels has shape {tuple(labels.shape)}, expected ({logits.size(0)},)")
-            return F.mse_loss(logits.view(-1), labels.view(-1).to(logits.dtype))
-        labels = _check_labels(labels, "labels", (logits.size(0),), self.num_labels, check_values=self._check_inputs)
+            targets = check_regression_targets(labels, "labels", logits.size(0), logits.dtype, self._check_inputs)
+            return F.mse_loss(logits.view(-1), targets)
+        labels = check_class_labels(labels, "labels", (logits.size(0),), self.num_labels, self._check_inputs)
         return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
 
 
@@ -295,7 +257,7 @@ class BertForMultipleChoice(BertPreTrainedModel):
         logits = self.classifier(self.dropout(pooled_output)).view(batch, choices)
         if labels is None:
             return logits
-        labels = _check_labels(labels, "labels", (batch,), choices, check_values=self._check_inputs)
+        labels = check_class_labels(labels, "labels", (batch,), choices, self._check_inputs)
         return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
 
 
@@ -324,8 +286,7 @@ class BertForTokenClassification(BertPreTrainedModel):
         logits = self.classifier(self.dropout(sequence_output))
         if labels is None:
             return logits
-        labels = _check_labels(labels, "labels", tuple(logits.shape[:2]), self.num_labels,
-                               check_values=self._check_inputs)
+        labels = check_class_labels(labels, "labels", tuple(logits.shape[:2]), self.num_labels, self._check_inputs)
         if attention_mask is not None:
             labels = labels.masked_fill(attention_mask == 0, IGNORE_INDEX)
         return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1), ignore_index=IGNORE_INDEX)
@@ -358,16 +319,10 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         if start_positions is None or end_positions is None:
             raise ValueError("give both start_positions and end_positions for a loss, or neither for logits")
         batch, seq = start_logits.shape
-        losses = []
-        for name, positions, logits in (("start_positions", start_positions, start_logits),
-                                        ("end_positions", end_positions, end_logits)):
-            if positions.numel() != batch or positions.dtype.is_floating_point:
-                raise ValueError(f"{name} must be {batch} integer token indices, got shape "
-                                 f"{tuple(positions.shape)} dtype {positions.dtype}")
-            positions = positions.reshape(batch).long()
-            positions = positions.masked_fill((positions < 0) | (positions >= seq), IGNORE_INDEX)
-            losses.append(F.cross_entropy(logits, positions, ignore_index=IGNORE_INDEX))
-        return (losses[0] + losses[1]) / 2
+        start = check_positions(start_positions, "start_positions", batch, seq, self._check_inputs)
+        end = check_positions(end_positions, "end_positions", batch, seq, self._check_inputs)
+        return (F.cross_entropy(start_logits, start, ignore_index=IGNORE_INDEX)
+                + F.cross_entropy(end_logits, end, ignore_index=IGNORE_INDEX)) / 2
 
 
 # Every model by name, BertModel first, then the task models in the order above.

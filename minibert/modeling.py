@@ -8,11 +8,12 @@ weights load by name (``checkpoints``, one layer below). Self-attention is one o
 probabilities for heat maps and bertviz). ``model.attn_implementation`` says which one runs; a call with
 ``output_attentions=True`` runs the explicit one, since only it has the probabilities.
 
-Input checks: every forward checks shapes (free) and, while ``model.check_inputs`` is True (the default), the
-values of ids, segment ids and mask (one host sync): a bad id is a readable ValueError instead of an index
-error or a CUDA device-side assert. A training loop whose collate has already checked its batches turns the
-value checks off after the first batch with ``model.check_inputs = False`` (it reaches every minibert model
-inside, the task heads' label checks included) and back on when it is done.
+Input checks (the rules are in ``minibert.inputs``): every forward checks shapes and dtypes (free) and, while
+``model.check_inputs`` is True (the default), the values of ids, segment ids and mask (one host sync): a bad id
+is a readable ValueError instead of an index error or a CUDA device-side assert. A training loop whose collate
+has already checked its batches turns the value checks off after the first batch with
+``model.check_inputs = False`` (it reaches every minibert model inside, the task heads' label checks included)
+and back on when it is done.
 
 Gradient checkpointing: ``model.bert.encoder.gradient_checkpointing = True`` recomputes each layer's
 activations in the backward pass instead of keeping them (less memory, about a third more compute).
@@ -34,114 +35,9 @@ from minibert import checkpoints
 # 0.6.2 exported these names from modeling; kept importable from here
 from minibert.assets import CONFIG_NAME, HUB_URL, PRETRAINED_NAMES, WEIGHTS_NAME  # noqa: F401
 from minibert.config import ACT2FN, BertConfig
+from minibert.inputs import check_model_inputs
 
 logger = logging.getLogger(__name__)
-
-# pytorch-pretrained-bert 0.6.2's modeling names: the file names, and its released models (where they are now;
-# the 2019 S3 archives are gone). gelu and BertLayerNorm are with the modules below.
-BERT_CONFIG_NAME = "bert_config.json"
-PRETRAINED_MODEL_ARCHIVE_MAP = {name: f"{HUB_URL}/{name}" for name in PRETRAINED_NAMES}
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Input checks: shapes always; values (one min/max per tensor, read back in one host sync) while
-# ``check_inputs`` is on, before any embedding lookup.
-# ----------------------------------------------------------------------------------------------------------
-
-def _is_compiling() -> bool:
-    """True while torch.compile traces (value checks would break the graph); False on torch < 2.3."""
-    fn = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(fn()) if fn is not None else False
-
-
-def validate_inputs(config: BertConfig, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
-                    attention_mask: torch.Tensor | None, check_values: bool = True) -> bool:
-    """Raise ValueError naming the problem; return True when the mask hides nothing (so it can be dropped).
-
-    Shapes and dtypes are always checked. With ``check_values`` the ids, segment ids and mask values are
-    checked too, from one min/max reduction per tensor read back in a single host sync; without it (a loop
-    whose batches were checked when they were built) nothing waits for the device and a given mask is kept.
-    """
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
-        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
-        raise ValueError(f"input_ids must be a (batch, seq) tensor of token ids, got {shape}; "
-                         "for one sentence use ids.unsqueeze(0)")
-    if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
-        raise ValueError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}; use torch.long")
-    batch, seq = input_ids.shape
-    if batch == 0 or seq == 0:
-        what = "an empty batch (no sequences)" if batch == 0 else "an empty sequence (0 tokens)"
-        raise ValueError(f"input_ids has shape {(batch, seq)}: {what}; a batch needs at least one sequence, "
-                         "and a sequence at least [CLS] and [SEP] (encode text with the tokenizer)")
-    if seq > config.max_position_embeddings:
-        raise ValueError(f"sequence length {seq} exceeds max_position_embeddings="
-                         f"{config.max_position_embeddings}; truncate with max_seq_length<="
-                         f"{config.max_position_embeddings}")
-    if token_type_ids is not None and tuple(token_type_ids.shape) != (batch, seq):
-        raise ValueError(f"token_type_ids has shape {tuple(token_type_ids.shape)}, expected {(batch, seq)} "
-                         "like input_ids")
-    if attention_mask is not None and tuple(attention_mask.shape) != (batch, seq):
-        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(batch, seq)} "
-                         "like input_ids (1 = real token, 0 = padding)")
-    if not check_values or not input_ids.numel() or _is_compiling():
-        return attention_mask is None
-    # min and max of each tensor, stacked and read back at once: one device-to-host sync, not three
-    tensors = [t for t in (input_ids, token_type_ids, attention_mask) if t is not None]
-    lo_hi = torch.stack([torch.stack(torch.aminmax(t.detach().to(torch.uint8) if t.dtype == torch.bool
-                                                   else t.detach())).to(torch.float32) for t in tensors]).tolist()
-    (ids_lo, ids_hi), rest = lo_hi[0], lo_hi[1:]
-    if ids_lo < 0 or ids_hi >= config.vocab_size:
-        raise ValueError(f"input_ids contain {int(ids_lo if ids_lo < 0 else ids_hi)}, outside the vocabulary "
-                         f"[0, {config.vocab_size}); was the text tokenized with this checkpoint's vocab.txt?")
-    if token_type_ids is not None:
-        lo, hi = rest.pop(0)
-        if lo < 0 or hi >= config.type_vocab_size:
-            raise ValueError(f"token_type_ids contain {int(hi if hi >= config.type_vocab_size else lo)}, "
-                             f"outside [0, type_vocab_size={config.type_vocab_size}); segment A is 0, B is 1")
-    if attention_mask is None:
-        return True
-    lo, hi = rest.pop(0)
-    if math.isnan(lo) or math.isnan(hi):
-        raise ValueError("attention_mask contains NaN; its values must be 0 (padding) or 1 (token)")
-    if lo < 0 or hi > 1:
-        raise ValueError(f"attention_mask values must be 0 (padding) or 1 (token), found {lo if lo < 0 else hi}")
-    return lo == 1
-
-
-def extended_attention_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(batch, seq) of 1/0 -> (batch, 1, 1, seq) additive mask: 0 where a key may be attended, very negative
-    where it is padding, broadcast over heads and query positions (added to the scores before softmax)."""
-    mask = attention_mask[:, None, None, :].to(dtype)
-    return (1.0 - mask) * torch.finfo(dtype).min
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Attention functions: q, k, v (batch, heads, seq, head_dim), an additive mask (batch, 1, 1, seq) or None and
-# the dropout probability -> (context (batch, heads, seq, head_dim), probabilities or None)
-# ----------------------------------------------------------------------------------------------------------
-
-def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                       dropout_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(q k^T / sqrt(d) + mask) v, written out (Vaswani et al. eq. 1). Dropout drops whole attention
-    links, as the original does; the probabilities are returned before dropout (batch, heads, seq, seq)."""
-    scores = q @ k.transpose(-1, -2) / math.sqrt(q.size(-1))  # (batch, heads, seq, seq)
-    if attention_mask is not None:
-        scores = scores + attention_mask
-    probs = scores.softmax(dim=-1)
-    dropped = F.dropout(probs, dropout_p) if dropout_p > 0 else probs
-    return dropped @ v, probs
-
-
-def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                   dropout_p: float = 0.0) -> tuple[torch.Tensor, None]:
-    """The same formula through PyTorch's fused ``scaled_dot_product_attention`` (flash / memory-efficient
-    kernels on a GPU, a fused C++ kernel on a CPU, dropout included); it never builds the probabilities."""
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, dropout_p=dropout_p), None
-
-
-AttentionFunction = Callable[..., "tuple[torch.Tensor, torch.Tensor | None]"]
-ATTENTION_FUNCTIONS: dict[str, AttentionFunction] = {"sdpa": sdpa_attention, "explicit": explicit_attention}
-ATTN_IMPLEMENTATIONS = tuple(ATTENTION_FUNCTIONS)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -165,7 +61,8 @@ class BertEmbeddings(nn.Module):
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=0)
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size,
+                                            padding_idx=config.pad_token_id)  # [PAD]'s row gets no gradient
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)  # TF name, loads by name
@@ -180,6 +77,33 @@ class BertEmbeddings(nn.Module):
         else:
             x = x + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.LayerNorm(x))
+
+
+# Attention functions: q, k, v (batch, heads, seq, head_dim), an additive mask (batch, 1, 1, seq) or None and
+# the dropout probability -> (context (batch, heads, seq, head_dim), probabilities or None)
+
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                       dropout_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T / sqrt(d) + mask) v, written out (Vaswani et al. eq. 1). Dropout drops whole attention
+    links, as the original does; the probabilities are returned before dropout (batch, heads, seq, seq)."""
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.size(-1))  # (batch, heads, seq, seq)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = scores.softmax(dim=-1)
+    dropped = F.dropout(probs, dropout_p) if dropout_p > 0 else probs
+    return dropped @ v, probs
+
+
+def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                   dropout_p: float = 0.0) -> tuple[torch.Tensor, None]:
+    """The same formula through PyTorch's fused ``scaled_dot_product_attention`` (flash / memory-efficient
+    kernels on a GPU, a fused C++ kernel on a CPU, dropout included); it never builds the probabilities."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, dropout_p=dropout_p), None
+
+
+AttentionFunction = Callable[..., "tuple[torch.Tensor, torch.Tensor | None]"]
+ATTENTION_FUNCTIONS: dict[str, AttentionFunction] = {"sdpa": sdpa_attention, "explicit": explicit_attention}
+ATTN_IMPLEMENTATIONS = tuple(ATTENTION_FUNCTIONS)
 
 
 class BertSelfAttention(nn.Module):
@@ -363,15 +287,11 @@ class BertPreTrainedModel(nn.Module):
 
     A task model declares its heads in ``checkpoint_heads``: the prefix of each head's weights in a checkpoint
     and what the head is (``{"classifier.": "classifier"}``). Loading a checkpoint that lacks them warns that
-    the head starts from random values; a checkpoint's weights for another model's head are skipped.
+    the head starts from random values; a checkpoint's weights for another model's head (any class's
+    ``checkpoint_heads``, see :func:`known_checkpoint_heads`) are skipped.
     """
 
     checkpoint_heads: ClassVar[dict[str, str]] = {}
-    known_checkpoint_heads: ClassVar[dict[str, str]] = {}  # every model class's heads, filled as they are defined
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        BertPreTrainedModel.known_checkpoint_heads.update(cls.checkpoint_heads)
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -453,12 +373,32 @@ class BertPreTrainedModel(nn.Module):
                 state_dict, source = checkpoints.read_state_dict(weights), str(weights)
             else:
                 source = "state_dict passed to from_pretrained"
-            checkpoints.load_state_dict_into(model, state_dict, strict=strict, source=source)
+            checkpoints.load_state_dict_into(model, state_dict, strict=strict, source=source,
+                                             known_heads=known_checkpoint_heads())
         return model.set_attn_implementation(attn_implementation).eval()
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write ``config.json`` + ``model.safetensors`` (loadable by minibert and by transformers)."""
         checkpoints.save_pretrained(self, folder)
+
+
+def known_checkpoint_heads() -> set[str]:
+    """The checkpoint prefixes of every model class's heads, read from the subclasses of BertPreTrainedModel
+    when asked: weights a checkpoint holds for another model's head are then skipped instead of refused."""
+    prefixes: set[str] = set()
+    classes = [BertPreTrainedModel]
+    while classes:
+        cls = classes.pop()
+        prefixes.update(cls.checkpoint_heads)
+        classes.extend(cls.__subclasses__())
+    return prefixes
+
+
+def extended_attention_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(batch, seq) of 1/0 -> (batch, 1, 1, seq) additive mask: 0 where a key may be attended, very negative
+    where it is padding, broadcast over heads and query positions (added to the scores before softmax)."""
+    mask = attention_mask[:, None, None, :].to(dtype)
+    return (1.0 - mask) * torch.finfo(dtype).min
 
 
 class BertModel(BertPreTrainedModel):
@@ -481,8 +421,8 @@ class BertModel(BertPreTrainedModel):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, output_all_encoded_layers: bool = True,
                 output_attentions: bool = False):
-        mask_is_all_ones = validate_inputs(self.config, input_ids, token_type_ids, attention_mask,
-                                           check_values=self._check_inputs)
+        mask_is_all_ones = check_model_inputs(self.config, input_ids, token_type_ids, attention_mask,
+                                              self._check_inputs)
         embedding_output = self.embeddings(input_ids, token_type_ids)
         # A mask that hides nothing is dropped: the result is the same and SDPA can use its fastest kernel.
         mask = None if mask_is_all_ones else extended_attention_mask(attention_mask, embedding_output.dtype)
@@ -508,3 +448,9 @@ def parameter_count_by_block(model: BertModel) -> dict[str, int]:
     if model.pooler is not None:
         counts["pooler"] = sum(p.numel() for p in model.pooler.parameters())
     return counts
+
+
+# pytorch-pretrained-bert 0.6.2's modeling names: the file names, and its released models (where they are now;
+# the 2019 S3 archives are gone). gelu and BertLayerNorm are with the modules above.
+BERT_CONFIG_NAME = "bert_config.json"
+PRETRAINED_MODEL_ARCHIVE_MAP = {name: f"{HUB_URL}/{name}" for name in PRETRAINED_NAMES}

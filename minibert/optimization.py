@@ -247,6 +247,24 @@ def optimizer_grouped_parameters(model: torch.nn.Module, weight_decay: float = 0
 # ---------------------------------------------------------------------------------------------------------------
 # BertAdam
 # ---------------------------------------------------------------------------------------------------------------
+class _DeviceFlags:
+    """One step's skipped-update flags, copied to the host without waiting: ``ready()`` says when they are there."""
+
+    def __init__(self, flags: torch.Tensor, names: list[tuple[int, int, tuple[int, ...]]]) -> None:
+        self.names = names
+        self.event = None
+        if flags.device.type == "cuda":
+            self.host = torch.empty(flags.shape, dtype=flags.dtype, pin_memory=True)
+            self.host.copy_(flags, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.host = flags.cpu()  # on a CPU this costs nothing (and other devices are read at once)
+
+    def ready(self) -> bool:
+        return self.event is None or self.event.query()
+
+
 class BertAdam(Optimizer):
     """Adam without bias correction, with decoupled weight decay and per-tensor clipping (BERT's optimizer).
 
@@ -288,6 +306,13 @@ class BertAdam(Optimizer):
         defaults = dict(lr=lr, schedule=schedule, b1=b1, b2=b2, e=e, weight_decay=weight_decay,
                         max_grad_norm=max_grad_norm)
         super().__init__(params, defaults)
+        self._pending_skips: list[_DeviceFlags] = []  # which tensors' updates were skipped, on their way to the host
+        self._warned_skip = False
+        self._betas_cache: dict[tuple, torch.Tensor] = {}
+
+    def __setstate__(self, state: dict) -> None:  # unpickled or deep-copied: nothing pending
+        super().__setstate__(state)
+        self._pending_skips, self._warned_skip, self._betas_cache = [], False, {}
 
     def add_param_group(self, param_group: dict) -> None:
         """Add a group, checking the values it sets itself (e.g. ``weight_decay`` of the no-decay group) as the
@@ -323,8 +348,10 @@ class BertAdam(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
+        self._report_skipped()
+        finites, names = [], []
+        for g, group in enumerate(self.param_groups):
+            for i, p in enumerate(group["params"]):
                 if p.grad is None:
                     continue
                 grad = p.grad
@@ -336,19 +363,58 @@ class BertAdam(Optimizer):
                     state["next_m"] = torch.zeros_like(p)  # exp_avg, m
                     state["next_v"] = torch.zeros_like(p)  # exp_avg_sq, v
                 next_m, next_v = state["next_m"], state["next_v"]
+                # A NaN or Inf in the gradient would make the weights and both moments NaN for good. The update of
+                # such a tensor is skipped, decided on the device (as GradScaler's fused optimizers do), so that no
+                # step waits for a GPU: with `finite` False the gradient is zeroed (in place, as the clipping is),
+                # the moments decay by 1 (keep their values) and the step size is 0. The step count still advances, as
+                # the schedule does.
                 b1, b2 = group["b1"], group["b2"]
                 if group["max_grad_norm"] > 0:
                     # per tensor, as the original: each parameter's gradient is clipped on its own
-                    torch.nn.utils.clip_grad_norm_(p, group["max_grad_norm"])
-                next_m.mul_(b1).add_(grad, alpha=1 - b1)
-                next_v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                    norm = torch.nn.utils.clip_grad_norm_(p, group["max_grad_norm"])
+                    finite = torch.isfinite(norm)  # 0-d bool on p's device: the norm is NaN or Inf with the gradient
+                else:
+                    finite = torch.isfinite(grad).all()
+                grad.masked_fill_(~finite, 0.0)
+                decay_m, decay_v = torch.where(finite, self._betas(p, b1, b2), 1.0)
+                next_m.mul_(decay_m).add_(grad, alpha=1 - b1)
+                next_v.mul_(decay_v).addcmul_(grad, grad, value=1 - b2)
                 update = next_m / next_v.sqrt().add_(group["e"])  # no bias correction
                 if group["weight_decay"] > 0.0:
                     update.add_(p, alpha=group["weight_decay"])  # decoupled weight decay: += weight_decay * p
                 lr_scheduled = group["lr"] * group["schedule"].get_lr(state["step"])  # step count BEFORE update
-                p.add_(update, alpha=-lr_scheduled)
+                p.addcmul_(update, torch.where(finite, p.new_full((), -lr_scheduled), 0.0))  # p -= lr * update, or not
                 state["step"] += 1
+                finites.append(finite)
+                names.append((g, i, tuple(p.shape)))
+        if finites and not self._warned_skip:
+            self._pending_skips.append(_DeviceFlags(~torch.stack(finites), names))
+            self._report_skipped()
         return loss
+
+    def _betas(self, p: torch.Tensor, b1: float, b2: float) -> torch.Tensor:
+        """(b1, b2) as a tensor of p's dtype on p's device, made once (filled there: nothing is copied from the
+        host, and the values are exactly those the python floats give p's dtype)."""
+        key = (p.device, p.dtype, b1, b2)
+        if key not in self._betas_cache:
+            self._betas_cache[key] = torch.stack([p.new_full((), b1), p.new_full((), b2)])
+        return self._betas_cache[key]
+
+    def _report_skipped(self) -> None:
+        """Warn once per optimizer that an update was skipped, from the flags of the steps whose flags have
+        reached the host (at once on a CPU; on a GPU a later step finds the copy done: nothing waits)."""
+        while self._pending_skips and not self._warned_skip and self._pending_skips[0].ready():
+            flags = self._pending_skips.pop(0)
+            if flags.host.any():
+                g, i, shape = flags.names[int(flags.host.nonzero()[0, 0])]
+                first = f"param group {g}, tensor {i} (shape {shape})"
+                logger.warning("BertAdam: the gradient of %s holds NaN or Inf, so that tensor's update was skipped "
+                               "(its weights and moments are unchanged; %d tensor(s) in that step). Said once per "
+                               "optimizer: look for a loss that overflowed (fp16 without a GradScaler) or a learning "
+                               "rate that is too high", first, int(flags.host.sum()))
+                self._warned_skip = True
+        if self._warned_skip:
+            self._pending_skips.clear()
 
     def state_dict(self) -> dict:
         """Like Optimizer.state_dict, with each schedule stored as plain data (see LRSchedule.to_dict)."""

@@ -21,7 +21,7 @@ import torch
 from minibert.data import collate
 from minibert.datasets import SquadExample
 from minibert.metrics import normalize_answer, squad_f1
-from minibert.tokenization import _is_chinese_char, _is_punctuation, _is_whitespace
+from minibert.tokenization import is_chinese_char, is_punctuation, is_whitespace
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ def context_pieces(context: str) -> List[Span]:
     tokenizing the whole text, so each WordPiece can carry its piece's span."""
     spans, start = [], None
     for i, ch in enumerate(context):
-        space = _is_whitespace(ch)
-        if space or _is_punctuation(ch) or _is_chinese_char(ord(ch)):
+        space = is_whitespace(ch)
+        if space or is_punctuation(ch) or is_chinese_char(ord(ch)):
             if start is not None:
                 spans.append((start, i))
                 start = None

@@ -48,7 +48,7 @@ import os
 import re
 import unicodedata
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from minibert import assets
 
@@ -113,21 +113,21 @@ def _not_utf8(path: Path) -> ValueError:
 # Character classes (Google's definitions; each a small pure function that can be tested alone)
 
 
-def _is_whitespace(char: str) -> bool:
+def is_whitespace(char: str) -> bool:
     """Space, tab, newline, carriage return, or any Unicode space separator (Zs)."""
     if char in " \t\n\r":
         return True
     return unicodedata.category(char) == "Zs"
 
 
-def _is_control(char: str) -> bool:
+def is_control(char: str) -> bool:
     """Any C* category (control, format, surrogate, private use, unassigned) except tab/newline/return."""
     if char in "\t\n\r":
         return False
     return unicodedata.category(char).startswith("C")
 
 
-def _is_punctuation(char: str) -> bool:
+def is_punctuation(char: str) -> bool:
     """Every non-letter/number ASCII symbol (so `$`, `^`, `` ` `` split too) plus every Unicode P* category."""
     cp = ord(char)
     if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
@@ -135,7 +135,7 @@ def _is_punctuation(char: str) -> bool:
     return unicodedata.category(char).startswith("P")
 
 
-def _is_chinese_char(cp: int) -> bool:
+def is_chinese_char(cp: int) -> bool:
     """CJK Unified Ideographs (and extensions, compatibility ideographs): Google's ranges, not kana or hangul."""
     return (
         0x4E00 <= cp <= 0x9FFF
@@ -149,33 +149,33 @@ def _is_chinese_char(cp: int) -> bool:
     )
 
 
-def _clean_text(text: str) -> str:
+def clean_text(text: str) -> str:
     """Drop NUL, U+FFFD and control characters; map every whitespace character to a space."""
     output = []
     for char in text:
         cp = ord(char)
-        if cp == 0 or cp == 0xFFFD or _is_control(char):
+        if cp == 0 or cp == 0xFFFD or is_control(char):
             continue
-        output.append(" " if _is_whitespace(char) else char)
+        output.append(" " if is_whitespace(char) else char)
     return "".join(output)
 
 
-def _tokenize_chinese_chars(text: str) -> str:
+def tokenize_chinese_chars(text: str) -> str:
     """Put spaces around every CJK ideograph, so each one becomes a word of its own."""
-    return "".join(f" {c} " if _is_chinese_char(ord(c)) else c for c in text)
+    return "".join(f" {c} " if is_chinese_char(ord(c)) else c for c in text)
 
 
-def _run_strip_accents(text: str) -> str:
+def run_strip_accents(text: str) -> str:
     """Decompose (NFD) and drop the non-spacing marks (Mn): 'é' -> 'e'."""
     return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
 
 
-def _run_split_on_punc(text: str) -> list[str]:
+def run_split_on_punc(text: str) -> list[str]:
     """Make every punctuation character a token of its own: 'hi,there!' -> ['hi', ',', 'there', '!']."""
     output: list[str] = []
     start_new_word = True
     for char in text:
-        if _is_punctuation(char):
+        if is_punctuation(char):
             output.append(char)
             start_new_word = True
         else:
@@ -222,21 +222,22 @@ class BasicTokenizer:
     def _learn_chars(self, chars: set[str]) -> None:
         for char in chars - self._seen:
             cp = ord(char)
-            if cp == 0 or cp == 0xFFFD or _is_control(char):
+            if cp == 0 or cp == 0xFFFD or is_control(char):
                 self._table[cp] = None
-            elif _is_whitespace(char):
+            elif is_whitespace(char):
                 if char != " ":
                     self._table[cp] = " "
-            elif self.tokenize_chinese_chars and _is_chinese_char(cp):
+            elif self.tokenize_chinese_chars and is_chinese_char(cp):
                 self._table[cp] = f" {char} "
             if cp in self._table:
                 self._changed.add(char)
-            if _is_punctuation(char):
+            if is_punctuation(char):
                 self._punct.add(char)
             self._seen.add(char)
 
-    def _words(self, text: str) -> list[str]:
-        """Clean, space CJK, NFC-normalise and split on whitespace: one C-speed pass per step."""
+    def words(self, text: str) -> list[str]:
+        """The whole-text steps: clean, space CJK, NFC-normalise, split on whitespace (Google's `clean_text`,
+        `tokenize_chinese_chars` and `whitespace_tokenize`), each one C-speed pass over the text."""
         chars = set(text)
         if not chars <= self._seen:
             self._learn_chars(chars)
@@ -248,31 +249,31 @@ class BasicTokenizer:
         return text.split()
 
     # -- per-word steps -----------------------------------------------------------------------------------
-    def _split_word(self, word: str) -> list[str]:
-        """Lower-case / strip accents / split punctuation in one whitespace-free word."""
+    def split_word(self, word: str) -> list[str]:
+        """The per-word steps: lower-case, strip accents, split off punctuation ('Don't' -> ['don', "'", 't'])."""
         if self.do_lower_case:
             word = word.lower()
             if self.strip_accents is not False:
-                word = _run_strip_accents(word) if not word.isascii() else word
+                word = run_strip_accents(word) if not word.isascii() else word
         elif self.strip_accents:
-            word = _run_strip_accents(word) if not word.isascii() else word
+            word = run_strip_accents(word) if not word.isascii() else word
         chars = set(word)
         if not chars <= self._seen:
             self._learn_chars(chars)
         if self._punct.isdisjoint(chars):
             return word.split()  # accent stripping can leave nothing behind
-        return [piece for part in _run_split_on_punc(word) for piece in part.split()]
+        return [piece for part in run_split_on_punc(word) for piece in part.split()]
 
     def tokenize(self, text: str, never_split: Iterable[str] | None = None) -> list[str]:
         """Split text into words and punctuation; tokens in `never_split` pass through unchanged."""
         _check_text(text, "BasicTokenizer.tokenize")
         keep = self.never_split.union(never_split) if never_split else self.never_split
         out: list[str] = []
-        for word in self._words(text):
+        for word in self.words(text):
             if word in keep:
                 out.append(word)
             else:
-                out.extend(self._split_word(word))
+                out.extend(self.split_word(word))
         return out
 
 
@@ -330,6 +331,31 @@ class WordpieceTokenizer:
 # BertTokenizer
 
 
+class WordCache:
+    """Each word's WordPiece tokens, computed by ``word_pieces`` once: real text repeats its words, so most words
+    cost one dict lookup instead of the per-word steps. Holds at most ``limit`` words, then starts again empty."""
+
+    def __init__(self, word_pieces: Callable[[str], list[str]], limit: int = _CACHE_LIMIT) -> None:
+        self.word_pieces = word_pieces
+        self.limit = limit
+        self.known: dict[str, list[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.known)
+
+    def pieces(self, words: Iterable[str]) -> list[str]:
+        """The tokens of ``words``, in order (the loop is here, on a plain dict, because it runs for every word)."""
+        known, tokens = self.known, []
+        for word in words:
+            found = known.get(word)
+            if found is None:
+                if len(known) >= self.limit:
+                    known.clear()
+                found = known[word] = self.word_pieces(word)
+            tokens += found
+        return tokens
+
+
 def truncate_seq_pair(tokens_a: list, tokens_b: list, max_length: int) -> None:
     """Truncate a pair in place, one token at a time from the longer one (BERT's `_truncate_seq_pair`).
 
@@ -370,9 +396,10 @@ class BertTokenizer:
         # Special tokens are kept whole even inside words ("hello[SEP]world"), as the reference does; other
         # never_split tokens only when they stand alone between spaces (0.6.2's rule).
         specials = {unk_token, sep_token, pad_token, cls_token, mask_token}
-        keep = sorted(specials & self.basic_tokenizer.never_split, key=len, reverse=True)
-        self._special_re = re.compile("|".join(map(re.escape, keep))) if keep else None
-        self._cache: dict[str, list[str]] = {}
+        self.special_tokens = specials & self.basic_tokenizer.never_split
+        longest_first = sorted(self.special_tokens, key=len, reverse=True)
+        self._special_re = re.compile(f"({'|'.join(map(re.escape, longest_first))})") if longest_first else None
+        self.cache = WordCache(self.word_pieces)
 
     # -- properties -------------------------------------------------------------------------------------
     @property
@@ -413,48 +440,31 @@ class BertTokenizer:
         return self._special_id(self.unk_token, "unk")
 
     # -- tokens -----------------------------------------------------------------------------------------
-    def _segments(self, text: str) -> Iterable[tuple[str, bool]]:
-        """Split text around the special tokens: (segment, is_special) pairs."""
-        if self._special_re is None or not self._special_re.search(text):
-            yield text, False
-            return
-        start = 0
-        for m in self._special_re.finditer(text):
-            if m.start() > start:
-                yield text[start:m.start()], False
-            yield m.group(), True
-            start = m.end()
-        if start < len(text):
-            yield text[start:], False
+    def split_specials(self, text: str) -> list[str]:
+        """Cut the text around the special tokens, which stay whole: 'a[SEP]b' -> ['a', '[SEP]', 'b']."""
+        if self._special_re is None or not self._special_re.search(text):  # most text: one C-speed scan
+            return [text]
+        return [part for part in self._special_re.split(text) if part]
 
-    def _word_pieces(self, word: str) -> list[str]:
-        """WordPiece tokens of one whitespace-separated word (cached: real text repeats its words)."""
-        basic = self.basic_tokenizer
-        if word in basic.never_split:
-            pieces = [word]
-        elif self.do_basic_tokenize:
-            pieces = [p for tok in basic._split_word(word) for p in self.wordpiece_tokenizer.tokenize_word(tok)]
-        else:
-            pieces = self.wordpiece_tokenizer.tokenize_word(word)
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[word] = pieces
-        return pieces
+    def word_pieces(self, word: str) -> list[str]:
+        """The WordPiece tokens of one whitespace-separated word: the basic tokenizer's per-word steps, then
+        WordPiece on each piece (what the cache holds)."""
+        if word in self.basic_tokenizer.never_split:
+            return [word]
+        pieces = self.basic_tokenizer.split_word(word) if self.do_basic_tokenize else [word]
+        return [token for piece in pieces for token in self.wordpiece_tokenizer.tokenize_word(piece)]
 
     def tokenize(self, text: str) -> list[str]:
         """Text -> WordPiece tokens, e.g. 'UNwant\\u00e9d,running' -> ['un', '##want', '##ed', ',', 'runn', '##ing']."""
         _check_text(text, "BertTokenizer.tokenize")
-        out: list[str] = []
-        cache = self._cache
-        for segment, special in self._segments(text):
-            if special:
-                out.append(segment)
-                continue
-            words = self.basic_tokenizer._words(segment) if self.do_basic_tokenize else segment.split()
-            for word in words:
-                pieces = cache.get(word)
-                out.extend(pieces if pieces is not None else self._word_pieces(word))
-        return out
+        words = self.basic_tokenizer.words if self.do_basic_tokenize else str.split
+        tokens: list[str] = []
+        for part in self.split_specials(text):
+            if part in self.special_tokens:
+                tokens.append(part)  # kept whole
+            else:
+                tokens += self.cache.pieces(words(part))  # word_pieces of each word, computed once per word
+        return tokens
 
     def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
         """Tokens -> ids; a token outside the vocab maps to [UNK]'s id. Warns past max_len, as 0.6.2 did."""

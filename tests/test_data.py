@@ -64,29 +64,43 @@ def test_multiple_choice_gives_batch_choices_seq():
 
 def test_errors_name_the_example():
     good = {"guid": "dev-1", "input_ids": [1, 2], "label": 0}
-    with pytest.raises(ValueError, match=r"example 'dev-9' \(batch row 1\): input_ids contain 30, outside the "
-                                         r"vocabulary \(\[0, 30\)\)"):
+    with pytest.raises(ValueError, match=r"example 'dev-9' \(batch row 1\): input_ids contain 30 at position 1; "
+                                         r"expected token ids in the vocabulary \[0, 30\)"):
         collate([good, {"guid": "dev-9", "input_ids": [1, 30], "label": 0}], PAD, vocab_size=30)
     with pytest.raises(ValueError, match=r"example 'dev-9' \(batch row 1\): labels contain 2; expected class ids "
                                          r"in \[0, 2\).*num_labels=3"):
         collate([good, {"guid": "dev-9", "input_ids": [1], "label": 2}], PAD, num_labels=2)
-    with pytest.raises(ValueError, match=r"batch row 0: token_type_ids contain 2; expected 0 or 1"):
+    with pytest.raises(ValueError, match=r"batch row 0: token_type_ids contain 2 at position 1; expected segment "
+                                         r"ids in \[0, 2\) \(segment A is 0, B is 1\)"):
         collate([{"input_ids": [1, 2], "token_type_ids": [0, 2]}], PAD)
+    with pytest.raises(ValueError, match=r"batch row 0: attention_mask contain 3 at position 0; expected 0 "
+                                         r"\(padding\) or 1"):
+        collate([{"input_ids": [1, 2], "attention_mask": [3, 1]}], PAD)
     with pytest.raises(ValueError, match=r"batch row 0: token_type_ids has 1 entries but input_ids has 2"):
         collate([{"input_ids": [1, 2], "token_type_ids": [0]}], PAD)
     with pytest.raises(ValueError, match=r"batch row 1: labels has 1 entries but input_ids has 2; per-token"):
         collate([{"input_ids": [1], "labels": [0]}, {"input_ids": [1, 2], "labels": [0]}], PAD)
-    with pytest.raises(ValueError, match=r"batch row 1: masked_lm_labels contain 12; expected class ids in "
-                                         r"\[0, 10\)"):
+    with pytest.raises(ValueError, match=r"batch row 1: masked_lm_labels contain 12 at position 0; expected class "
+                                         r"ids in \[0, 10\)"):
         collate([{"input_ids": [1], "masked_lm_labels": [-100]}, {"input_ids": [1], "masked_lm_labels": [12]}],
                 PAD, vocab_size=10)
-    with pytest.raises(ValueError, match=r"batch row 0: start_positions contain -1"):
-        collate([{"input_ids": [1], "start_positions": -1, "end_positions": 0}], PAD)
+    with pytest.raises(ValueError, match=r"batch row 0: start_positions contain -2; expected token positions >= 0"):
+        collate([{"input_ids": [1], "start_positions": -2, "end_positions": 0}], PAD)
+    with pytest.raises(ValueError, match=r"batch row 1: labels contain NaN; expected finite regression targets"):
+        collate([{"input_ids": [1], "label": 0.5}, {"input_ids": [1], "label": float("nan")}], PAD)
     with pytest.raises(ValueError, match=r"batch row 1 has keys \['input_ids'\] but batch row 0 has "
                                          r"\['input_ids', 'label'\]"):
         collate([{"input_ids": [1], "label": 0}, {"input_ids": [1]}], PAD)
     with pytest.raises(ValueError, match="empty batch"):
         collate([], PAD)
+
+
+def test_collate_lets_through_what_the_heads_ignore():
+    """One rule for the collate and the heads: -100 and the 2019 -1 mark what is not predicted, in labels and in
+    answer positions alike."""
+    b = collate([{"input_ids": [1, 2], "labels": [-1, 3], "start_positions": -1, "end_positions": -100}], PAD,
+                num_labels=4)
+    assert b["labels"].tolist() == [[-1, 3]] and b["start_positions"].tolist() == [-1]
 
 
 def test_encode_examples_keeps_the_mask_and_the_tokenizer_does_the_ids(tokenizer):

@@ -165,17 +165,27 @@ def test_decoder_is_tied_to_word_embeddings():
     (lambda c: heads.BertForMaskedLM(c), lambda m, ids: m(ids, masked_lm_labels=torch.zeros(2, 8, dtype=torch.long)),
      r"masked_lm_labels has shape \(2, 8\), expected \(2, 9\)"),
     (lambda c: heads.BertForMaskedLM(c), lambda m, ids: m(ids, masked_lm_labels=torch.full((2, 9), 21128)),
-     r"masked_lm_labels contain 21128, outside \[0, 21128\)"),
+     r"masked_lm_labels contain 21128 at row 0, position 0; expected class ids in \[0, 21128\)"),
     (lambda c: heads.BertForMaskedLM(c), lambda m, ids: m(ids, masked_lm_labels=torch.full((2, 9), -5)),
-     r"contain -5, outside \[0, 21128\) \(-1 or -100 mark positions to ignore\)"),
+     r"contain -5 at row 0, position 0; expected class ids in \[0, 21128\) \(-100 or -1 where no prediction is made\)"),
     (lambda c: heads.BertForNextSentencePrediction(c), lambda m, ids: m(ids, next_sentence_label=torch.tensor([0, 2])),
-     r"next_sentence_label contain 2, outside \[0, 2\)"),
+     r"next_sentence_label contain 2 at row 1; expected class ids in \[0, 2\)"),
     (lambda c: heads.BertForSequenceClassification(c, num_labels=3),
      lambda m, ids: m(ids, labels=torch.tensor([0, 1, 2])), r"labels has shape \(3,\), expected \(2,\)"),
     (lambda c: heads.BertForSequenceClassification(c, num_labels=3),
      lambda m, ids: m(ids, labels=torch.tensor([0.0, 1.0])), r"integer class ids"),
     (lambda c: heads.BertForTokenClassification(c, num_labels=3),
-     lambda m, ids: m(ids, labels=torch.full((2, 9), 3)), r"labels contain 3, outside \[0, 3\)"),
+     lambda m, ids: m(ids, labels=torch.full((2, 9), 3)),
+     r"labels contain 3 at row 0, position 0; expected class ids in \[0, 3\).*build the model with num_labels=4"),
+    (lambda c: heads.BertForSequenceClassification(c, num_labels=1),
+     lambda m, ids: m(ids, labels=torch.tensor([0.5, float("nan")])),
+     r"labels contain NaN at row 1; expected finite regression targets"),
+    (lambda c: heads.BertForQuestionAnswering(c),
+     lambda m, ids: m(ids, start_positions=torch.tensor([1, -2]), end_positions=torch.tensor([1, 2])),
+     r"start_positions contain -2 at row 1; expected token positions >= 0"),
+    (lambda c: heads.BertForQuestionAnswering(c),
+     lambda m, ids: m(ids, start_positions=torch.tensor([1.0, 2.0]), end_positions=torch.tensor([1, 2])),
+     r"start_positions must hold integer token positions, got dtype torch.float32"),
     (lambda c: heads.BertForMultipleChoice(c, num_choices=2), lambda m, ids: m(ids),
      r"input_ids must be \(batch, num_choices, seq\)"),
     (lambda c: heads.BertForQuestionAnswering(c), lambda m, ids: m(ids, start_positions=torch.tensor([1, 2])),
@@ -228,5 +238,5 @@ def test_label_checks_follow_the_models_check_inputs_switch(monkeypatch):
         unchecked = model(ids, labels=labels)
     assert len(syncs) == 2 and torch.equal(checked, unchecked)
     model.check_inputs = True
-    with pytest.raises(ValueError, match=r"labels contain 3, outside \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"labels contain 3 at row 1; expected class ids in \[0, 3\)"):
         model(ids, labels=torch.tensor([0, 3]))

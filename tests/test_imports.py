@@ -1,14 +1,18 @@
-"""The package's import graph, read from the source with ``ast``: it points one way (no cycle), no minibert module
-is imported inside a function (the usual way to hide a cycle) or after the code, and only the course imports the
-course."""
+"""The package's import graph, read from the source with ``ast``: every import points down the spine that the
+README draws (so the picture matches the code), no minibert module is imported inside a function (the usual way
+to hide a cycle) or after the code, and only the course imports the course."""
 from __future__ import annotations
 
 import ast
+import json
+import re
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "minibert"
+README = PACKAGE.parent / "README.md"
+OFF_THE_SPINE = ("minibert", "minibert.__main__")  # the package re-exports everything; __main__ is the command line
 
 
 def _module_name(path: Path) -> str:
@@ -59,22 +63,47 @@ def _graph() -> dict[str, set[str]]:
     return graph
 
 
+def _spine() -> list[str]:
+    """The README's module picture, bottom to top: the indented block of "The library", one module a line
+    (``course/`` stands for the whole course package; more deeply indented lines continue a description)."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## The library"):]
+    section = section[:section.index("\n## ", 1)]
+    names = re.findall(r"^    ([a-z_]+/?) {2,}\S", section, flags=re.MULTILINE)
+    return ["minibert." + name.rstrip("/") for name in reversed(names)]
+
+
+def _layer(module: str) -> str:
+    """A module's place in the picture: every module of the course package sits in ``course/``."""
+    return "minibert.course" if module.startswith("minibert.course.") else module
+
+
 def test_the_walk_sees_the_layers():
     graph = _graph()  # a broken walk would find no edges and pass the tests below for nothing
-    assert {"minibert.config", "minibert.checkpoints", "minibert.modeling", "minibert.heads"} <= set(graph)
+    assert {"minibert.config", "minibert.inputs", "minibert.checkpoints", "minibert.modeling"} <= set(graph)
     assert "minibert.config" in graph["minibert.checkpoints"]
-    assert "minibert.checkpoints" in graph["minibert.modeling"]
+    assert {"minibert.checkpoints", "minibert.inputs"} <= graph["minibert.modeling"]
     assert "minibert.modeling" in graph["minibert.heads"]
     assert "minibert.heads" in graph["minibert.course.checks"]
+    spine = _spine()
+    assert spine[0] == "minibert.assets" and spine[-1] == "minibert.course" and len(spine) > 10
 
 
-def test_the_spine_points_one_way():
-    graph = _graph()
-    below = {"minibert.config": set(), "minibert.checkpoints": {"minibert.config"},
-             "minibert.modeling": {"minibert.config", "minibert.checkpoints"}}
-    for module, allowed in below.items():
-        upward = graph[module] - allowed - {"minibert.assets"}
-        assert not upward, f"{module} imports {sorted(upward)}, which sit above it in the spine"
+def test_the_readme_picture_names_every_module_once():
+    spine = _spine()
+    modules = {_layer(m) for m in _modules() if m not in OFF_THE_SPINE}
+    assert len(spine) == len(set(spine)), f"a module is drawn twice in README's picture: {spine}"
+    assert not modules - set(spine), f"modules missing from README's picture: {sorted(modules - set(spine))}"
+    assert not set(spine) - modules, f"README's picture draws modules that do not exist: {sorted(set(spine) - modules)}"
+
+
+def test_every_module_imports_only_from_the_modules_below_it():
+    spine = _spine()
+    height = {module: i for i, module in enumerate(spine)}
+    upward = [f"{module} imports {dep}" for module, deps in _graph().items() if module not in OFF_THE_SPINE
+              for dep in sorted(deps) if _layer(dep) != _layer(module) and height[_layer(dep)] > height[_layer(module)]]
+    assert not upward, ("imports that point up the spine (README, The library; move the shared piece down, or "
+                        "redraw the picture if the module belongs higher): " + "; ".join(upward))
 
 
 def test_no_import_cycle():
@@ -116,3 +145,34 @@ def test_only_the_course_imports_the_course():
                  if not module.startswith("minibert.course")
                  for name, _, _, _ in _imports(module, path, set(modules)) if name.startswith("minibert.course")]
     assert not offenders, "the library never imports minibert.course: " + "; ".join(offenders)
+
+
+def _private_uses(tree: ast.AST, own: str) -> list[str]:
+    """``from minibert.x import _name`` and ``alias._name`` on an imported minibert module, outside module ``own``."""
+    aliases, found = {}, []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("minibert") and node.module != own:
+            found += [f"from {node.module} import {a.name}" for a in node.names
+                      if a.name.startswith("_") and not a.name.startswith("__")]
+            aliases.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names})
+        elif isinstance(node, ast.Import):
+            aliases.update({a.asname or a.name: a.name for a in node.names if a.name.startswith("minibert")})
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases \
+                and node.attr.startswith("_") and not node.attr.startswith("__") and aliases[node.value.id] != own:
+            found.append(f"{aliases[node.value.id]}.{node.attr}")
+    return found
+
+
+def test_no_module_or_notebook_uses_another_modules_private_names():
+    """A name with a leading underscore may change without notice: what another module or a notebook needs is
+    public. (Tests may reach inside; the library and the course may not.)"""
+    problems = [f"{path.relative_to(PACKAGE.parent)}: {use}" for module, path in _modules().items()
+                for use in _private_uses(ast.parse(path.read_text(encoding="utf-8")), module)]
+    for path in sorted((PACKAGE.parent / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        # IPython's !shell and %magic lines become `pass`, at their indentation, so that the rest parses
+        code = "\n".join(re.sub(r"^(\s*)[!%].*$", r"\1pass", "".join(c["source"]), flags=re.MULTILINE)
+                         for c in cells if c["cell_type"] == "code")
+        problems += [f"{path.relative_to(PACKAGE.parent)}: {use}" for use in _private_uses(ast.parse(code), "")]
+    assert not problems, "private names used from outside their module:\n" + "\n".join(problems)

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from minibert import BertConfig, BertForSequenceClassification, BertModel, memory
-from minibert.modeling import BertEncoder
 
 SMALL = BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
                    max_position_embeddings=256)
@@ -31,10 +30,6 @@ def _batch(config: BertConfig, batch_size: int, seq_len: int) -> dict[str, torch
     mask[0, seq_len // 2:] = 0  # one padded row, so the mask is really used
     return {"input_ids": ids, "token_type_ids": torch.zeros_like(ids), "attention_mask": mask,
             "labels": torch.randint(0, 2, (batch_size,), generator=g)}
-
-
-def _has_checkpointing() -> bool:
-    return hasattr(BertEncoder(SMALL), "gradient_checkpointing")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -136,8 +131,6 @@ def test_count_leaves_out_parameters_and_needs_a_loss():
 @pytest.mark.parametrize("attention", ["explicit", "sdpa"])
 @pytest.mark.parametrize("config,batch_size,seq_len", [(SMALL, 4, 64), (WIDER, 3, 96)])
 def test_checkpointing_estimate_within_10_percent_of_the_count(config, batch_size, seq_len, attention):
-    if not _has_checkpointing():
-        pytest.skip("BertEncoder.gradient_checkpointing is not in minibert.modeling yet")
     if attention == "sdpa":
         config = dataclasses.replace(config, attention_probs_dropout_prob=0.0)
     model = _model(config, attention, checkpointing=True)

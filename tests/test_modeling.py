@@ -90,10 +90,12 @@ def test_reproduces_reference_json(minilm, jim_henson_reference):
         zero_types, _ = minilm(ids, output_all_encoded_layers=False)
     assert encoded.shape == tuple(ref["last_hidden_state_shape"])
     torch.testing.assert_close(encoded[0, 0], torch.tensor(ref["cls_last_hidden_full"]), atol=1e-5, rtol=0)
-    torch.testing.assert_close(encoded[0, -1, :5], torch.tensor(ref["last_token_last_hidden_first5"]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(encoded[0, -1, :5], torch.tensor(ref["last_token_last_hidden_first5"]), atol=1e-5,
+                               rtol=0)
     torch.testing.assert_close(pooled[0, :5], torch.tensor(ref["pooler_output_first5"]), atol=1e-5, rtol=0)
-    torch.testing.assert_close(zero_types[0, 0, :5], torch.tensor(ref["cls_last_hidden_first5_if_token_type_ids_all_zero"]),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(zero_types[0, 0, :5],
+                               torch.tensor(ref["cls_last_hidden_first5_if_token_type_ids_all_zero"]), atol=1e-5,
+                               rtol=0)
 
 
 def test_every_layer_matches_transformers_on_padded_mrpc(minilm, mrpc_batch):
@@ -262,7 +264,7 @@ def test_input_value_checks_take_one_sync_and_can_be_turned_off(monkeypatch):
     with pytest.raises(ValueError, match=r"input_ids must be a \(batch, seq\) tensor"):
         model(ids[0])  # shapes are still checked: that costs nothing
     model.check_inputs = True
-    with pytest.raises(ValueError, match="outside the vocabulary"):
+    with pytest.raises(ValueError, match="expected token ids in the vocabulary"):
         model(ids + 100)
 
 
@@ -274,15 +276,25 @@ SMALL = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_atte
 @pytest.mark.parametrize("ids, types, mask, match", [
     (torch.randint(1, 100, (2, 13)), None, None,
      r"sequence length 13 exceeds max_position_embeddings=12; truncate with max_seq_length<=12"),
-    (torch.tensor([[1, 2, 100]]), None, None, r"input_ids contain 100, outside the vocabulary \[0, 100\)"),
-    (torch.tensor([[1, -3, 5]]), None, None, r"input_ids contain -3, outside the vocabulary"),
+    (torch.tensor([[1, 2, 100]]), None, None,
+     r"input_ids contain 100 at row 0, position 2; expected token ids in the vocabulary \[0, 100\); was the text "
+     r"tokenized with this model's vocab.txt\?"),
+    (torch.tensor([[1, 5, 5], [1, -3, 5]]), None, None, r"input_ids contain -3 at row 1, position 1; expected"),
     (torch.tensor([1, 2, 3]), None, None, r"input_ids must be a \(batch, seq\) tensor.*got \(3,\)"),
     (torch.tensor([[1.0, 2.0]]), None, None, r"input_ids must hold integer token ids"),
+    # int16 ids would fail inside the embedding, with a message that does not name input_ids
+    (torch.tensor([[1, 2]], dtype=torch.int16), None, None,
+     r"input_ids must hold integer token ids of dtype torch.long \(or torch.int32\), got dtype torch.int16; "
+     r"convert with input_ids.long\(\)"),
+    (torch.tensor([[1, 2]]), torch.tensor([[0.0, 1.0]]), None, r"token_type_ids must hold integer segment ids"),
     (torch.tensor([[1, 2, 3]]), torch.tensor([[0, 1, 2]]), None,
-     r"token_type_ids contain 2, outside \[0, type_vocab_size=2\)"),
+     r"token_type_ids contain 2 at row 0, position 2; expected segment ids in \[0, 2\)"),
     (torch.tensor([[1, 2, 3]]), torch.tensor([[0, 1]]), None, r"token_type_ids has shape \(1, 2\), expected \(1, 3\)"),
     (torch.tensor([[1, 2, 3]]), None, torch.tensor([[1, 1]]), r"attention_mask has shape \(1, 2\), expected \(1, 3\)"),
-    (torch.tensor([[1, 2, 3]]), None, torch.tensor([[1, 1, 2]]), r"attention_mask values must be 0 \(padding\) or 1"),
+    (torch.tensor([[1, 2, 3]]), None, torch.tensor([[1, 1, 2]]),
+     r"attention_mask contain 2 at row 0, position 2; expected 0 \(padding\) or 1 \(token\)"),
+    (torch.tensor([[1, 2, 3]]), None, torch.tensor([[1.0, 0.5, 1.0]]),
+     r"attention_mask contain 0.5 at row 0, position 1"),
 ])
 def test_bad_inputs_raise_before_any_kernel(ids, types, mask, match):
     model = BertModel(SMALL).eval()

@@ -229,3 +229,51 @@ def test_values_set_per_param_group_are_checked_and_name_the_group():
     # a valid override is kept, and the other group gets the default
     opt = BertAdam([{"params": [a], "weight_decay": 0.0}, {"params": [b]}], lr=0.1)
     assert [g["weight_decay"] for g in opt.param_groups] == [0.0, 0.01]
+
+
+@pytest.mark.parametrize("max_grad_norm", [1.0, -1])  # the check reads the clipping norm, or the gradient
+@pytest.mark.parametrize("poison", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_gradient_skips_that_tensors_update_and_warns_once(poison, max_grad_norm, caplog):
+    """A bare loop (as notebook 09 writes one) has no step-skipping of its own: one NaN must not ruin the run."""
+    torch.manual_seed(0)
+    a, b = torch.nn.Parameter(torch.randn(3)), torch.nn.Parameter(torch.randn(2, 2))
+    opt = BertAdam([a, b], lr=0.1, warmup=-1, t_total=-1, schedule=None, weight_decay=0.01,
+                   max_grad_norm=max_grad_norm)
+    a.grad, b.grad = torch.ones(3), torch.ones(2, 2)
+    opt.step()  # a normal step first, so that the moments are not zero
+    before = {"a": a.detach().clone(), "b": b.detach().clone(), "m": opt.state[a]["next_m"].clone(),
+              "v": opt.state[a]["next_v"].clone()}
+    with caplog.at_level(logging.WARNING, logger="minibert.optimization"):
+        for _ in range(3):
+            a.grad, b.grad = torch.tensor([1.0, poison, 1.0]), torch.ones(2, 2)
+            opt.step()
+    assert torch.equal(a, before["a"]) and torch.equal(opt.state[a]["next_m"], before["m"]) \
+        and torch.equal(opt.state[a]["next_v"], before["v"])  # skipped: unchanged, and finite
+    assert not torch.equal(b, before["b"])  # the other tensor of the same step was updated
+    assert caplog.text.count("holds NaN or Inf") == 1  # once per optimizer, not once per step
+    assert "param group 0, tensor 0 (shape (3,))" in caplog.text
+    a.grad = torch.ones(3)
+    opt.step()  # and training goes on
+    assert torch.isfinite(a).all() and not torch.equal(a, before["a"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: on a CPU reading a flag costs nothing")
+def test_skipping_a_non_finite_update_never_waits_for_the_gpu(caplog):
+    a = torch.nn.Parameter(torch.ones(1000, device="cuda"))
+    opt = BertAdam([a], lr=0.1, warmup=-1, t_total=-1, schedule=None)
+    a.grad = torch.ones(1000, device="cuda")
+    opt.step()  # the first step allocates the moments
+    a.grad[3] = float("nan")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any host sync inside step raises
+    try:
+        with caplog.at_level(logging.WARNING, logger="minibert.optimization"):
+            opt.step()
+            torch.cuda.set_sync_debug_mode(0)
+            torch.cuda.synchronize()
+            a.grad = torch.ones(1000, device="cuda")
+            torch.cuda.set_sync_debug_mode("error")
+            opt.step()  # finds the earlier step's flags on the host: warns, still without waiting
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.isfinite(a).all() and caplog.text.count("holds NaN or Inf") == 1

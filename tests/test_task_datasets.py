@@ -7,7 +7,8 @@ import pytest
 from minibert.assets import data_dir, data_path
 from minibert.data import collate
 from minibert.datasets import (CONLL2003_LABELS, RESUME_NER_LABELS, SwagExample, TaggedSentence, decode_tagged,
-                               encode_multiple_choice, encode_tagged, read_conll2003, read_resume_ner, read_squad, read_swag)
+                               encode_multiple_choice, encode_tagged, read_conll2003, read_resume_ner, read_squad,
+                               read_swag)
 from minibert.metrics import get_entities
 from minibert.tokenization import BertTokenizer
 

@@ -5,7 +5,6 @@ vocab file with the same flags (its `strip_accents=None` follows `do_lower_case`
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import unicodedata
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 
 from minibert import BasicTokenizer, BertTokenizer, WordpieceTokenizer
 from minibert import tokenization as T
-from minibert.assets import checkpoint_path, data_path, vocab_path
+from minibert.assets import checkpoint_path, vocab_path
 from minibert.course import checks, demos
 from minibert.datasets import read_chnsenticorp, read_mrpc
 
@@ -83,7 +82,7 @@ def _fragments() -> list[str]:
     for cp in range(sys.maxunicode + 1):
         by_cat.setdefault(unicodedata.category(chr(cp)), []).append(chr(cp))
     punct = [c for cat in ("Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po") for c in by_cat[cat]]  # all of them
-    punct += [c for c in map(chr, range(128)) if T._is_punctuation(c) and c not in punct]  # $ ^ ` + < ...
+    punct += [c for c in map(chr, range(128)) if T.is_punctuation(c) and c not in punct]  # $ ^ ` + < ...
     whitespace = by_cat["Zs"] + by_cat["Zl"] + by_cat["Zp"] + [c for c in map(chr, range(0x10000)) if c.isspace()]
     control = (by_cat["Cc"] + by_cat["Cf"] + ["\ud800", "\udfff", "\ue000", "\U000f0000", "\u0378", "\U0010ffff",
                                             "\ufffd"])
@@ -154,14 +153,14 @@ def test_basic_tokenizer_matches_reference_basic_tokenizer():
 
 def _google_words(text: str) -> list[str]:
     """Google's whole-text steps as the small functions spell them: clean, space CJK, (NFC,) split."""
-    return unicodedata.normalize("NFC", T._tokenize_chinese_chars(T._clean_text(text))).split()
+    return unicodedata.normalize("NFC", T.tokenize_chinese_chars(T.clean_text(text))).split()
 
 
 def _google_pieces(word: str, do_lower_case: bool) -> list[str]:
     """Google's per-word steps: lower-case and strip accents, then split off punctuation."""
     if do_lower_case:
-        word = T._run_strip_accents(word.lower())
-    return [p for piece in T._run_split_on_punc(word) for p in piece.split()]
+        word = T.run_strip_accents(word.lower())
+    return [p for piece in T.run_split_on_punc(word) for p in piece.split()]
 
 
 def test_fast_basic_tokenizer_equals_googles_small_functions_on_every_corpus_sentence():
@@ -169,10 +168,10 @@ def test_fast_basic_tokenizer_equals_googles_small_functions_on_every_corpus_sen
     for lc in (True, False):
         ours = BasicTokenizer(do_lower_case=lc)
         for text in _all_sentences()[::7] + FRAGMENTS[::20]:
-            words = ours._words(text)
+            words = ours.words(text)
             assert words == _google_words(text), text
             for word in words:
-                assert ours._split_word(word) == _google_pieces(word, lc), (lc, word)
+                assert ours.split_word(word) == _google_pieces(word, lc), (lc, word)
 
 
 @settings(max_examples=3_000, deadline=None, derandomize=True, database=None,
@@ -181,9 +180,9 @@ def test_fast_basic_tokenizer_equals_googles_small_functions_on_every_corpus_sen
 def test_fast_basic_tokenizer_equals_googles_small_functions_on_generated_text(text):
     for lc in (True, False):
         ours = _BASIC[lc]
-        words = ours._words(text)
+        words = ours.words(text)
         assert words == _google_words(text), text
-        assert [p for w in words for p in ours._split_word(w)] == [p for w in words for p in _google_pieces(w, lc)]
+        assert [p for w in words for p in ours.split_word(w)] == [p for w in words for p in _google_pieces(w, lc)]
 
 
 _BASIC = {lc: BasicTokenizer(do_lower_case=lc) for lc in (True, False)}
@@ -244,10 +243,10 @@ def test_google_wordpiece_tokenizer():
 
 
 def test_google_character_classes():
-    assert all(T._is_whitespace(c) for c in " \t\r\n\u00A0")
-    assert not any(T._is_whitespace(c) for c in "A-")
-    assert T._is_control("\u0005") and not any(T._is_control(c) for c in "A \t\r\U0001F4A9")
-    assert all(T._is_punctuation(c) for c in "-$`.") and not any(T._is_punctuation(c) for c in "A ")
+    assert all(T.is_whitespace(c) for c in " \t\r\n\u00A0")
+    assert not any(T.is_whitespace(c) for c in "A-")
+    assert T.is_control("\u0005") and not any(T.is_control(c) for c in "A \t\r\U0001F4A9")
+    assert all(T.is_punctuation(c) for c in "-$`.") and not any(T.is_punctuation(c) for c in "A ")
 
 
 def test_readme_2019_jim_henson():
@@ -394,6 +393,24 @@ def test_never_split_tokens_inside_text(tok):
 
 # ---------------------------------------------------------------------------------------------------------
 # Bad input: clear errors
+
+
+def test_tokenize_is_the_public_steps_and_the_cache_computes_each_word_once():
+    tok = BertTokenizer(UNCASED)
+    text = "Héllo, WORLD[SEP]héllo world!!"
+    parts = tok.split_specials(text)
+    assert parts == ["Héllo, WORLD", "[SEP]", "héllo world!!"]
+    steps = []
+    for part in parts:  # what tokenize does, spelled out with the public steps
+        words = [] if part in tok.special_tokens else tok.basic_tokenizer.words(part)
+        steps += [part] if part in tok.special_tokens else [p for w in words for p in tok.word_pieces(w)]
+    assert tok.tokenize(text) == steps == ["hello", ",", "world", "[SEP]", "hello", "world", "!", "!"]
+    assert tok.basic_tokenizer.split_word("Héllo,") == ["hello", ","]
+    assert set(tok.cache.known) == {"Héllo,", "WORLD", "héllo", "world!!"}  # whole words, before split_word
+    calls = []
+    small = T.WordCache(lambda w: calls.append(w) or [w.upper()], limit=2)
+    assert small.pieces(["a", "b", "a"]) == ["A", "B", "A"] and calls == ["a", "b"] and len(small) == 2
+    assert small.pieces(["c", "a"]) == ["C", "A"] and calls == ["a", "b", "c", "a"]  # full: started again empty
 
 
 def test_missing_vocab_file(tmp_path):

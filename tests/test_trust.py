@@ -10,7 +10,6 @@ import logging
 import os
 import pickle
 import shutil
-import zipfile
 
 import numpy as np
 import pytest
@@ -20,10 +19,10 @@ from torch import nn
 
 from minibert import BertAdam, BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel
 from minibert.assets import checkpoint_path
-from minibert.checkpoints import read_state_dict, save_pretrained
+from minibert.checkpoints import read_state_dict
 from minibert.datasets import read_chnsenticorp, read_mrpc
 from minibert.tokenization import BertTokenizer, load_vocab
-from minibert.training import TrainingArguments, load_checkpoint, save_checkpoint, train
+from minibert.training import TrainingArguments, load_checkpoint, train
 
 TINY = BertConfig(vocab_size=99, hidden_size=24, num_hidden_layers=2, num_attention_heads=3,
                   intermediate_size=48, max_position_embeddings=32)
@@ -173,6 +172,22 @@ def test_a_bin_that_runs_code_is_still_refused_as_unsafe(tmp_path):
     with pytest.raises(ValueError, match=r"refusing to load .*pytorch_model\.bin.*arbitrary code"):
         BertModel.from_pretrained(folder)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("writer, value, named", [
+    ("pickle.dump", np.zeros((2, 2)), "numpy"), ("torch.save", np.zeros((2, 2)), "numpy"),
+    ("pickle.dump", torch.zeros(2, 2), "torch.storage._load_from_bytes"),  # pickle's tensors call torch.load
+])
+def test_a_bin_of_pickled_objects_is_named_as_such_with_how_to_convert_a_trusted_file(tmp_path, writer, value, named):
+    folder = _checkpoint_folder(tmp_path, "pytorch_model.bin")
+    state = {"embeddings.word_embeddings.weight": value}
+    with open(folder / "pytorch_model.bin", "wb") as f:
+        pickle.dump(state, f) if writer == "pickle.dump" else torch.save(state, f)
+    with pytest.raises(ValueError, match=r"pytorch_model\.bin: it holds objects other than tensors") as err:
+        BertModel.from_pretrained(folder)
+    message = str(err.value)
+    assert f"({named}" in message and "truncated" not in message and "corrupt" not in message
+    assert "Only if you trust the file's source, convert it once" in message and "save_file(" in message
 
 
 def test_a_checkpoint_pt_cut_short_is_named(tmp_path):

@@ -7,7 +7,7 @@ from transformers.models.bert import tokenization_bert_legacy as legacy
 
 from minibert.assets import data_path
 from minibert.datasets import read_mrpc
-from minibert.tokenization import BasicTokenizer, BertTokenizer, train_wordpiece
+from minibert.tokenization import BertTokenizer, train_wordpiece
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # The Hugging Face course's toy corpus: hug x10, pug x5, pun x12, bun x4, hugs x5.
