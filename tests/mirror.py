@@ -241,8 +241,8 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         hub = (dry_run_hub if args.dry_run else course_hub)(Path(tmp))
         with Mirror(source_data_dir(), hub) as url:
-            extra = (f"\n  python -c 'import sys; sys.path.insert(0, \"tests\"); import mirror; "
-                     f"mirror.write_stand_in_data(mirror.Path(sys.argv[1]))' <data folder>  (stand-in data)"
+            extra = ("\n  python -c 'import sys; sys.path.insert(0, \"tests\"); import mirror; "
+                     "mirror.write_stand_in_data(mirror.Path(sys.argv[1]))' <data folder>  (stand-in data)"
                      if args.dry_run else "")
             print(f"serving {source_data_dir()} and the hub ({', '.join(hub)}) on {url}; in another shell:\n"
                   f"  export {assets.MIRROR_ENV}={url}{extra}\nCtrl-C stops it.", file=sys.stderr)

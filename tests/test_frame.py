@@ -372,7 +372,7 @@ KERNEL = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language":
 # requirement: a fork, a branch, a local folder; tests/test_colab.py installs the local checkout that way).
 INSTALL_ENV = "MINIBERT_INSTALL"
 DEFAULT_INSTALL = "minibert @ git+https://github.com/minibert-course/minibert.git"
-COLAB_INSTALL = [f'MINIBERT_INSTALL = os.environ.get(', f'"{INSTALL_ENV}", "{DEFAULT_INSTALL}")',
+COLAB_INSTALL = ['MINIBERT_INSTALL = os.environ.get(', f'"{INSTALL_ENV}", "{DEFAULT_INSTALL}")',
                  '%pip install -q "$MINIBERT_INSTALL" bertviz']
 # What a Colab runtime ships already (never reinstalled: a second torch would be a multi-GB download), and what it
 # does not need (it has its own notebook front end).
