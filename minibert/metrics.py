@@ -2,7 +2,8 @@
 
 Small, dependency-free versions of what GLUE reports (Wang et al. 2019): MRPC and QQP use accuracy and the F1
 of the positive class, CoLA uses Matthews correlation, the rest accuracy. SQuAD is scored as the official
-evaluate-v1.1/v2.0 scripts do (EM/F1), NER at the entity level as seqeval's strict IOB2 mode does.
+evaluate-v1.1/v2.0 scripts do (EM/F1), each version by its own rules; NER at the entity level two ways: as
+seqeval's strict IOB2 mode does, and as CoNLL's conlleval script does (the figures papers publish).
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 __all__ = ["accuracy", "f1_score", "matthews_corrcoef", "confusion_matrix", "classification_metrics",
-           "average_ranks", "roc_auc", "normalize_answer", "squad_scores", "iob1_to_iob2", "get_entities", "ner_scores"]
+           "average_ranks", "roc_auc", "normalize_answer", "squad_exact", "squad_f1", "squad_scores", "iob1_to_iob2",
+           "get_entities", "conlleval_entities", "ner_scores"]
 
 def _as_int_array(x: Sequence[int], name: str) -> np.ndarray:
     a = np.asarray(x)
@@ -152,10 +154,11 @@ def squad_exact(prediction: str, gold: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(gold))
 
 
-def squad_f1(prediction: str, gold: str) -> float:
-    """Bag-of-tokens F1 of the normalized answers. v2.0 rule: if either is empty, 1.0 when both are."""
+def squad_f1(prediction: str, gold: str, version: str = "v2.0") -> float:
+    """Bag-of-tokens F1 of the normalized answers. v2.0 rule: if either is empty, 1.0 when both are. v1.1 has
+    no such rule: no common token is 0.0, so an empty prediction scores 0.0 even against an empty gold."""
     p, g = normalize_answer(prediction).split(), normalize_answer(gold).split()
-    if not p or not g:
+    if version.startswith("v2") and (not p or not g):
         return float(p == g)
     same = sum((Counter(p) & Counter(g)).values())
     if same == 0:
@@ -164,33 +167,50 @@ def squad_f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def _is_v2(dataset: dict) -> bool:
+    """A SQuAD 2.0 file: its version says so, or its questions carry ``is_impossible``."""
+    version = str(dataset.get("version", ""))
+    return version.startswith(("v2", "2")) or any(
+        "is_impossible" in qa for a in dataset["data"] for p in a["paragraphs"] for qa in p["qas"])
+
+
 def squad_scores(dataset: dict, predictions: Dict[str, str]) -> Dict[str, float]:
-    """EM and F1 in percent over *all* questions of a parsed SQuAD file (v1.1 or v2.0), each question scoring
-    its max over the gold answers; a question missing from ``predictions`` scores 0. A v2.0 file
-    (any ``is_impossible``) also gets ``HasAns_*`` / ``NoAns_*`` and the counts, and an unanswerable
-    question's only gold is ``""`` (so predicting ``""`` scores 1)."""
+    """EM and F1 in percent over *all* questions of a parsed SQuAD file, each question scoring its max over the
+    gold answers; a question missing from ``predictions`` scores 0. Each version by its official script:
+
+    - v1.1 (evaluate-v1.1.py): every gold answer counts as given. Three dev questions have the gold ``"."``,
+      which normalizes to empty: an empty prediction then has EM 1 (and F1 0) against it.
+    - v2.0 (evaluate-v2.0.py, a file whose version is v2 or whose questions carry ``is_impossible``): golds
+      that normalize to empty are dropped, an unanswerable question's only gold is ``""`` (so predicting ``""``
+      scores 1), and ``HasAns_*`` / ``NoAns_*`` and their counts are added."""
     if not isinstance(dataset, dict) or "data" not in dataset:
         raise ValueError("dataset must be the parsed SQuAD JSON, a dict with a 'data' list "
                          "(pass json.load(f), not json.load(f)['data'])")
+    v2 = _is_v2(dataset)
+    version = "v2.0" if v2 else "v1.1"
     rows = []  # (has_answer, em, f1)
     for article in dataset["data"]:
         for paragraph in article["paragraphs"]:
             for qa in paragraph["qas"]:
                 has_answer = bool(qa.get("answers")) and not qa.get("is_impossible", False)
-                golds = [a["text"] for a in qa.get("answers", []) if normalize_answer(a["text"])] or [""]
+                golds = [a["text"] for a in qa.get("answers", [])]
+                if v2:
+                    golds = [g for g in golds if normalize_answer(g)] or [""]
                 pred = predictions.get(qa["id"])
                 if pred is None:
                     logger.warning("Unanswered question %s will receive score 0.", qa["id"])
                     rows.append((has_answer, 0.0, 0.0))
                     continue
+                if not golds:
+                    raise ValueError(f"question {qa['id']!r} of a v1.1 file has no gold answer; a question "
+                                     "without one belongs in a v2.0 file (with is_impossible)")
                 rows.append((has_answer, max(squad_exact(pred, g) for g in golds),
-                             max(squad_f1(pred, g) for g in golds)))
+                             max(squad_f1(pred, g, version) for g in golds)))
     if not rows:
         raise ValueError("the dataset has no questions")
     out = {"exact_match": 100.0 * sum(r[1] for r in rows) / len(rows),
            "f1": 100.0 * sum(r[2] for r in rows) / len(rows), "total": len(rows)}
-    is_v2 = any(qa.get("is_impossible", False) for a in dataset["data"] for p in a["paragraphs"] for qa in p["qas"])
-    if is_v2 or str(dataset.get("version", "")).startswith("v2"):
+    if v2:
         for name, keep in (("HasAns", True), ("NoAns", False)):
             part = [r for r in rows if r[0] == keep]
             out[f"{name}_total"] = len(part)
@@ -241,6 +261,24 @@ def get_entities(tags: Sequence[str], scheme: str = "IOB2") -> list[tuple[str, i
     return spans
 
 
+def conlleval_entities(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """Entity spans ``(type, start, end)`` (end inclusive) as CoNLL's ``conlleval`` script chunks a sentence
+    (its ``startOfChunk`` / ``endOfChunk``): a chunk starts at B-X, at an I-X after O, and at any tag whose type
+    differs from the previous tag's; it ends before B, O or a change of type. So, unlike strict IOB2, an I-X
+    that continues nothing starts an entity, and IOB1 and IOB2 tags give the same chunks. This is how the
+    published CoNLL-2003 figures (BERT's 92.4 test F1, for one) were scored."""
+    spans, start, prev_prefix, prev_kind = [], None, "O", ""
+    for i, tag in enumerate(list(tags) + ["O"]):  # conlleval ends every chunk at the sentence boundary
+        prefix, kind = _split_tag(tag, f"token {i}")
+        if start is not None and (prefix in ("B", "O") or kind != prev_kind):
+            spans.append((prev_kind, start, i - 1))
+            start = None
+        if prefix == "B" or (prefix == "I" and (prev_prefix == "O" or kind != prev_kind)):
+            start = i
+        prev_prefix, prev_kind = prefix, kind
+    return spans
+
+
 def _prf(tp: int, n_pred: int, n_gold: int) -> Dict[str, float]:
     p = tp / n_pred if n_pred else 0.0
     r = tp / n_gold if n_gold else 0.0
@@ -248,10 +286,19 @@ def _prf(tp: int, n_pred: int, n_gold: int) -> Dict[str, float]:
 
 
 def ner_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]],
-               scheme: str = "IOB2") -> Dict[str, object]:
-    """Entity-level precision, recall and F1 (fractions, micro over entities) as seqeval's strict IOB2 mode
-    computes them: an entity counts only when type, start and end all match. ``per_type`` maps each type to
-    the same three (and its gold ``support``). ``scheme="IOB1"`` decodes CoNLL's original tags."""
+               scheme: str = "IOB2", mode: str = "strict") -> Dict[str, object]:
+    """Entity-level precision, recall and F1 (fractions, micro over entities): an entity counts only when type,
+    start and end all match. ``per_type`` maps each type to the same three (and its gold ``support``).
+
+    ``mode="strict"`` reads the entities as seqeval's strict IOB2 mode does (:func:`get_entities`;
+    ``scheme="IOB1"`` decodes CoNLL's original tags first); ``mode="conlleval"`` as the conlleval script does
+    (:func:`conlleval_entities`, where the scheme makes no difference), the rule behind published CoNLL
+    figures. The two differ only on tag sequences that strict IOB2 calls invalid, such as O followed by I-X."""
+    if mode not in ("strict", "conlleval"):
+        raise ValueError(f"mode must be 'strict' or 'conlleval', not {mode!r}")
+    if scheme not in ("IOB1", "IOB2"):
+        raise ValueError(f"scheme must be 'IOB2' or 'IOB1', not {scheme!r}")
+    entities = (lambda tags: get_entities(tags, scheme)) if mode == "strict" else conlleval_entities
     if len(gold) != len(predicted):
         raise ValueError(f"gold has {len(gold)} sentences but predicted has {len(predicted)}")
     gold_set, pred_set = set(), set()
@@ -260,8 +307,8 @@ def ner_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]
             raise ValueError(f"sentence {n}: {len(g)} gold tags but {len(p)} predicted; predict one tag per word "
                              "(give the words cut by truncation the tag 'O')")
         try:
-            gold_set.update((n,) + e for e in get_entities(g, scheme))
-            pred_set.update((n,) + e for e in get_entities(p, scheme))
+            gold_set.update((n,) + e for e in entities(g))
+            pred_set.update((n,) + e for e in entities(p))
         except ValueError as err:
             raise ValueError(f"sentence {n}, {err}") from None
     tp = gold_set & pred_set

@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["context_pieces", "tokenize_context", "doc_spans", "max_context", "Window", "convert_examples_to_features",
            "SquadResult", "predict_logits",
-           "postprocess_predictions", "best_null_threshold", "overlap_baseline", "first_sentence_baseline"]
+           "postprocess_predictions", "best_null_threshold", "paragraph_halves", "squad_subset", "overlap_baseline",
+           "first_sentence_baseline"]
 
 Span = Tuple[int, int]  # [start, end) character offsets into the context
 
@@ -271,6 +272,30 @@ def best_null_threshold(examples: Sequence[SquadExample], null_diff: Dict[str, f
         if score > best:
             best, best_thresh = score, null_diff[q]
     return best_thresh, 100.0 * best / max(len(qids), 1)
+
+
+def paragraph_halves(examples: Sequence[SquadExample]) -> Tuple[set, set]:
+    """Question ids split in two by paragraph, alternately in file order, so questions that share a paragraph
+    stay on one side: tune a threshold on one half and score the other, instead of scoring the questions it
+    was tuned on (which only gives an upper bound)."""
+    paragraphs: Dict[Tuple[str, str], int] = {}
+    halves: Tuple[set, set] = (set(), set())
+    for ex in examples:
+        k = paragraphs.setdefault((ex.title, ex.context_text), len(paragraphs))
+        halves[k % 2].add(ex.qas_id)
+    return halves
+
+
+def squad_subset(dataset: dict, ids: set) -> dict:
+    """The parsed SQuAD file with only the questions in ``ids`` (articles and paragraphs left empty dropped),
+    for :func:`minibert.metrics.squad_scores` on part of a file."""
+    data = []
+    for article in dataset["data"]:
+        paragraphs = [{**p, "qas": [qa for qa in p["qas"] if qa["id"] in ids]} for p in article["paragraphs"]]
+        paragraphs = [p for p in paragraphs if p["qas"]]
+        if paragraphs:
+            data.append({**article, "paragraphs": paragraphs})
+    return {**dataset, "data": data}
 
 
 def _sentences(context: str) -> List[str]:

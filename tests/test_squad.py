@@ -1,12 +1,16 @@
 """SQuAD features and answers (2019 run_squad): windows, max context, offsets back to the original text."""
+import json
+
 import numpy as np
 import pytest
 import torch
 
+from minibert.assets import data_path
 from minibert.datasets import SquadExample, read_squad
+from minibert.metrics import squad_scores
 from minibert.squad import (SquadResult, best_null_threshold, context_pieces, convert_examples_to_features,
-                            doc_spans, first_sentence_baseline, max_context, overlap_baseline,
-                            postprocess_predictions, predict_logits, tokenize_context)
+                            doc_spans, first_sentence_baseline, max_context, overlap_baseline, paragraph_halves,
+                            postprocess_predictions, predict_logits, squad_subset, tokenize_context)
 from minibert.tokenization import BertTokenizer
 
 
@@ -160,3 +164,18 @@ def test_overlap_baseline_returns_a_sentence_of_the_context():
 def test_first_sentence_baseline_ignores_the_question():
     ex = SquadExample("q", "Who founded the city?", "It rains. Romulus founded the city. The end", (("Romulus", 10),))
     assert first_sentence_baseline([ex]) == {"q": "It rains"}
+
+
+def test_paragraph_halves_keep_a_paragraph_together_and_subset_scores_only_them():
+    path = data_path("squad", "dev-v2.0-first5articles.json")
+    examples = [e for e in read_squad(path) if e.title == "Normans"]
+    tune, score = paragraph_halves(examples)
+    assert tune | score == {e.qas_id for e in examples} and not tune & score
+    side = {}
+    for e in examples:  # every paragraph on one side only
+        side.setdefault(e.context_text, set()).add(e.qas_id in tune)
+    assert all(len(v) == 1 for v in side.values()) and len(side) == 39
+    assert abs(len(tune) - len(score)) < 30
+    part = squad_subset(json.loads(path.read_text(encoding="utf-8")), score)
+    s = squad_scores(part, {q: "" for q in score})
+    assert s["total"] == len(score) and s["NoAns_total"] == sum(e.is_impossible for e in examples if e.qas_id in score)
