@@ -102,7 +102,7 @@ print(json.dumps([minibert.__file__, str(a.data_dir()), a.in_checkout()]))
 def test_notebook_00s_setup_cell_installs_minibert_the_colab_way(wheel, tmp_path):
     python = colab_python(tmp_path)
     cells = [c.source for c in nbformat.read(REPO / "notebooks" / "00_setup.ipynb", as_version=4).cells
-             if c.cell_type == "code"][:2]  # the config cell, then the setup cell
+             if c.cell_type == "code"][:3]  # the setup cell, the config cell, the data cell
     (tmp_path / "cells.json").write_text(json.dumps(cells))
     (tmp_path / "run_cells.py").write_text(RUN_CELLS)
     with Mirror(source_data_dir(), course_hub(tmp_path)) as url:

@@ -357,14 +357,17 @@ def test_readme_library_snippet_prints_what_it_says():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_shape(path):
-    """Badge first, config cell (mode switch) then Colab setup cell. (Their saved outputs: test_notebooks.py.)"""
+    """Badge first, the Colab setup cell, then the config cell opened by course.start() (the mode switch). (Their
+    saved outputs: test_notebooks.py.)"""
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     assert re.match(r"\d\d_\w+\.ipynb$", path.name)
     badge = f"colab.research.google.com/github/minibert-course/minibert/blob/main/notebooks/{path.name}"
     assert cells[0]["cell_type"] == "markdown" and badge in "".join(cells[0]["source"])
     code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
-    assert 'os.environ.get("MINIBERT_MODE")' in code[0], "first code cell must be the config cell"
-    assert '"google.colab" in sys.modules' in code[1], "second code cell must be the Colab setup cell"
+    assert '"google.colab" in sys.modules' in code[0], "first code cell must be the Colab setup cell"
+    assert "MODE = course.start()" in code[1] and code[1].startswith("# Config:"), \
+        "second code cell must be the config cell, opened by course.start()"
+    assert not any("MINIBERT_MODE\")" in c for c in code), "the mode is read by course.start(), not by hand"
 
 
 KERNEL = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}  # the standard kernel
@@ -389,7 +392,7 @@ def test_notebook_uses_the_registered_kernel(path):
 def colab_install_lines(path: Path) -> list[str]:
     """The lines of a notebook's setup cell that choose and run the Colab install."""
     cells = [c for c in json.loads(path.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
-    return [line.strip() for line in "".join(cells[1]["source"]).splitlines() if not line.lstrip().startswith("#")
+    return [line.strip() for line in "".join(cells[0]["source"]).splitlines() if not line.lstrip().startswith("#")
             and ("pip install" in line or INSTALL_ENV in line or DEFAULT_INSTALL in line)]
 
 
