@@ -96,7 +96,8 @@ def main() -> None:
     c = baseline["conlleval"]
     print(f"{'most frequent tag per word':26s} {100 * c['precision']:6.1f} {100 * c['recall']:6.1f} "
           f"{100 * c['f1']:6.1f} {100 * baseline['strict']['f1']:9.1f}")
-    print(f"P, R, F1: conlleval's chunks; strict F1: seqeval's strict IOB2. CPU time of training and scoring: {cpu:.0f} s")
+    print("P, R, F1: conlleval's chunks; strict F1: seqeval's strict IOB2. "
+          f"CPU time of training and scoring: {cpu:.0f} s")
     if args.compare_transformers:
         (so, to, eo, _), (st, tt, et, _) = rows.values()
         print(f"{'difference':26s} {'':6s} {'':6s} {100 * (so['conlleval']['f1'] - st['conlleval']['f1']):+6.1f}  "
