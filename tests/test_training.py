@@ -387,6 +387,22 @@ def test_live_plot_draws_the_keys_it_is_given_from_the_log():
     assert means.tolist() == [1.0, 2.0, 4.0, 6.0]
 
 
+def test_prepare_training_and_update_step_are_train_without_the_chores():
+    """The parts train() is built from, called by hand: the same updates, bit for bit."""
+    from minibert.training import prepare_training, update_step
+
+    feats = make_features(44)
+    ref = fresh_model(dropout=0.2)
+    res = train(ref, feats, quick_args(num_train_epochs=1, gradient_accumulation_steps=2))
+    model = fresh_model(dropout=0.2)
+    run = prepare_training(model, feats, quick_args(num_train_epochs=1, gradient_accumulation_steps=2))
+    batches = length_bucketed_batches([len(f["input_ids"]) for f in feats], 8, seed=3, epoch=0, bucket_batches=2)
+    losses = [update_step(run, b).item() for b in batches]
+    assert losses == res.losses and run.state.t_total == len(batches) == 6
+    for k, v in ref.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
 def test_log_history_continues_an_earlier_run():
     feats = make_features(24)  # 3 updates per epoch
     first = train(fresh_model(), feats, quick_args(num_train_epochs=1))
