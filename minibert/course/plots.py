@@ -52,7 +52,7 @@ class LivePlot:
         self.titles = list(titles) if titles is not None else [_name(p[0]) for p in self.panels]
         self.every, self.window, self.baselines = every, window, dict(baselines or {})
         self.marks, self.xlabel, self.eval_label = list(marks), xlabel, eval_label
-        self.figsize = figsize or (min(5.0 * len(self.panels), 15.0), 3.4)
+        self.figsize = figsize or (min(5.0 * len(self.panels), 15.0), 3.2)
         self.fig = None
         self.seconds = 0.0
         self._handle = None
