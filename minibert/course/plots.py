@@ -49,7 +49,8 @@ class LivePlot:
         if titles is not None and len(titles) != len(self.panels):
             raise ValueError(f"got {len(titles)} titles for {len(self.panels)} panels; give one title per entry of "
                              "keys")
-        self.titles = list(titles) if titles is not None else [_name(p[0]) for p in self.panels]
+        self.titles = list(titles) if titles is not None else [" / ".join(dict.fromkeys(map(_name, p)))
+                                                               for p in self.panels]
         self.every, self.window, self.baselines = every, window, dict(baselines or {})
         self.marks, self.xlabel, self.eval_label = list(marks), xlabel, eval_label
         self.figsize = figsize or (min(5.0 * len(self.panels), 15.0), 3.2)
