@@ -19,6 +19,7 @@ import torch
 from minibert.data import collate
 from minibert.datasets import InputExample
 from minibert.metrics import roc_auc
+from minibert.runtime import dry_run_cut, eval_mode
 from minibert.tokenization import BertTokenizer
 
 TextInput = Union[str, tuple[str, str]]  # a sentence, or a pair (text_a, text_b)
@@ -67,14 +68,9 @@ def run_encoder(model: torch.nn.Module, batch: EncodedBatch, output_attentions: 
     gradients, on the model's device; the model's train/eval mode is restored afterwards."""
     bert = unwrap_bert(model)
     device = next(bert.parameters()).device
-    was_training = bert.training
-    bert.eval()
-    try:
-        with torch.no_grad():
-            return bert(batch.input_ids.to(device), batch.token_type_ids.to(device), batch.attention_mask.to(device),
-                        output_all_encoded_layers=True, output_attentions=output_attentions)
-    finally:
-        bert.train(was_training)
+    with eval_mode(bert), torch.no_grad():
+        return bert(batch.input_ids.to(device), batch.token_type_ids.to(device), batch.attention_mask.to(device),
+                    output_all_encoded_layers=True, output_attentions=output_attentions)
 
 
 def _forward(model: torch.nn.Module, batch: EncodedBatch) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -112,9 +108,11 @@ def extract_features(model: torch.nn.Module, tokenizer: BertTokenizer, texts: Se
 
     Layer indices count the encoder layers as `model(..., output_all_encoded_layers=True)` returns them:
     0 is the first Transformer block, -1 the last (the paper's feature-based NER used the sum or the
-    concatenation of the last four, section 5.3).
+    concatenation of the last four, section 5.3). In a dry run (``MINIBERT_DRY_RUN=1``), the first batches' texts
+    only.
     """
     output_file = Path(output_file)
+    texts = dry_run_cut(texts, batch_size, "extract_features")
     num_layers = unwrap_bert(model).config.num_hidden_layers
     for i in layers:
         if not -num_layers <= i < num_layers:
@@ -183,10 +181,12 @@ def sentence_vectors(model: torch.nn.Module, tokenizer: BertTokenizer, texts: Se
                      batch_size: int = 32) -> SentenceVectors:
     """[CLS] vector and masked mean over real tokens for every layer, and the pooler output ([CLS] -> dense -> tanh).
 
-    Mean pooling averages every real token, [CLS] and [SEP] included (what sentence-transformers does).
+    Mean pooling averages every real token, [CLS] and [SEP] included (what sentence-transformers does). In a dry
+    run (``MINIBERT_DRY_RUN=1``), for the first batches' worth of texts only (``texts[:N]``).
     """
     if not texts:
         raise ValueError("sentence_vectors needs at least one text")
+    texts = dry_run_cut(texts, batch_size, "sentence_vectors")
     # batch texts of similar length together (less padding, faster), then put the rows back in input order
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]) if isinstance(texts[i], str) else
                    len(texts[i][0]) + len(texts[i][1]))
@@ -231,6 +231,7 @@ def mrpc_similarity_auc(model: torch.nn.Module, tokenizer: BertTokenizer, exampl
     """
     if not examples:
         raise ValueError("mrpc_similarity_auc needs at least one example")
+    examples = dry_run_cut(examples, batch_size, "sentence_vectors")  # so the labels match the vectors
     labels = [int(e.label) for e in examples]
     va = sentence_vectors(model, tokenizer, [e.text_a for e in examples], max_seq_length, batch_size)
     vb = sentence_vectors(model, tokenizer, [e.text_b for e in examples], max_seq_length, batch_size)

@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,12 +24,14 @@ import torch.nn.functional as F
 from minibert.assets import gutenberg_documents, strip_gutenberg_boilerplate
 from minibert.data import IGNORE_INDEX, collate
 from minibert.optimization import BertAdam
+from minibert.runtime import dry_run_cut, eval_mode
 from minibert.tokenization import SPECIAL_TOKENS, BertTokenizer
-from minibert.training import StopTraining, TrainingArguments, train as train_loop
+from minibert.training import Callback, StopTraining, TrainingArguments, train as train_loop
 
 logger = logging.getLogger(__name__)
 
 IS_NEXT, NOT_NEXT = 0, 1
+INPUT_KINDS = ("[MASK]", "random token", "unchanged")  # what the model saw at a masked-LM target (section 3.1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -104,8 +106,13 @@ class TrainingInstance:
         return f"{'NotNext' if self.is_random_next else 'IsNext'}: {' '.join(self.tokens)}"
 
 
-def truncate_seq_pair(tokens_a: list[str], tokens_b: list[str], max_num_tokens: int, rng: random.Random) -> None:
-    """Trim in place the longer of A and B, one token at a time from a random end, until they fit."""
+def truncate_seq_pair_at_random_ends(tokens_a: list[str], tokens_b: list[str], max_num_tokens: int,
+                                     rng: random.Random) -> None:
+    """Trim in place the longer of A and B, one token at a time from a random end, until they fit.
+
+    Google's ``create_pretraining_data.py`` calls this ``truncate_seq_pair``; fine-tuning's pair truncation
+    (:func:`minibert.tokenization.truncate_seq_pair`, ``run_classifier.py``'s ``_truncate_seq_pair``) always cuts
+    the end instead."""
     while len(tokens_a) + len(tokens_b) > max_num_tokens:
         trunc = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
         # random end: avoids a bias towards always cutting the end of sentences (Google's comment)
@@ -116,12 +123,14 @@ def truncate_seq_pair(tokens_a: list[str], tokens_b: list[str], max_num_tokens: 
 
 
 def create_instances_from_document(all_documents: list[list[list[str]]], document_index: int,
-                                   max_seq_length: int, short_seq_prob: float, rng: random.Random
-                                   ) -> list[TrainingInstance]:
+                                   max_seq_length: int, short_seq_prob: float, rng: random.Random, *,
+                                   tokenizer: BertTokenizer) -> list[TrainingInstance]:
     """Google's algorithm: fill a chunk of consecutive sentences up to a target length, split it at a random
     sentence boundary into A and B; half the time (always for a one-sentence chunk) replace B by a span of a
     random other document and put the unused sentences back. `short_seq_prob` of the time the target length is
-    random in [2, max], so the model also sees short sequences (fine-tuning inputs are often short)."""
+    random in [2, max], so the model also sees short sequences (fine-tuning inputs are often short).
+    The [CLS] and [SEP] tokens are the tokenizer's (the one that tokenized the documents)."""
+    cls_token, sep_token = tokenizer.cls_token, tokenizer.sep_token
     document = all_documents[document_index]
     max_num_tokens = max_seq_length - 3  # [CLS], [SEP], [SEP]
     target_seq_length = max_num_tokens
@@ -158,9 +167,9 @@ def create_instances_from_document(all_documents: list[list[list[str]]], documen
                 else:
                     is_random_next = False
                     tokens_b = [t for seg in current_chunk[a_end:] for t in seg]
-                truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
+                truncate_seq_pair_at_random_ends(tokens_a, tokens_b, max_num_tokens, rng)
                 if tokens_a and tokens_b:
-                    tokens = ["[CLS]", *tokens_a, "[SEP]", *tokens_b, "[SEP]"]
+                    tokens = [cls_token, *tokens_a, sep_token, *tokens_b, sep_token]
                     segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
                     instances.append(TrainingInstance(tokens, segment_ids, is_random_next, forced))
             current_chunk = []
@@ -170,10 +179,10 @@ def create_instances_from_document(all_documents: list[list[list[str]]], documen
 
 
 def create_training_instances(documents: list[list[list[str]]], max_seq_length: int = 128,
-                              short_seq_prob: float = 0.1, dupe_factor: int = 1, seed: int = 12345
-                              ) -> list[TrainingInstance]:
-    """NSP instances from tokenized documents (see `tokenize_documents`), shuffled; `dupe_factor` passes over
-    the data, each with different pair boundaries. Deterministic for a given seed."""
+                              short_seq_prob: float = 0.1, dupe_factor: int = 1, seed: int = 12345, *,
+                              tokenizer: BertTokenizer) -> list[TrainingInstance]:
+    """NSP instances from documents tokenized by `tokenizer` (see `tokenize_documents`), shuffled; `dupe_factor`
+    passes over the data, each with different pair boundaries. Deterministic for a given seed."""
     if max_seq_length < 5:
         raise ValueError(f"max_seq_length={max_seq_length} leaves no room for A and B; use at least 5")
     if not documents:
@@ -184,7 +193,8 @@ def create_training_instances(documents: list[list[list[str]]], max_seq_length: 
     instances = []
     for _ in range(dupe_factor):
         for idx in range(len(documents)):
-            instances.extend(create_instances_from_document(documents, idx, max_seq_length, short_seq_prob, rng))
+            instances.extend(create_instances_from_document(documents, idx, max_seq_length, short_seq_prob, rng,
+                                                            tokenizer=tokenizer))
     rng.shuffle(instances)
     return instances
 
@@ -214,7 +224,9 @@ def mask_tokens(input_ids: torch.Tensor, special_tokens_mask: torch.Tensor, voca
     Labels hold the original id at targets and IGNORE_INDEX (-100) elsewhere.
     With `word_ids` (batch, seq), whole-word masking: the pieces of one word (same id) are masked together;
     words are taken in random order while their pieces fit the budget (Google skips a word that overflows and
-    tries the next; here selection stops at the first overflow, which masks at most a few tokens fewer).
+    tries the next; here selection stops at the first overflow, which masks at most a few tokens fewer). Word
+    ids count from 0 within a row, as a tokenizer's ``word_ids()`` gives them, with -1 (its None) at special
+    tokens and padding.
     """
     if input_ids.shape != special_tokens_mask.shape:
         raise ValueError(f"input_ids {tuple(input_ids.shape)} and special_tokens_mask "
@@ -233,14 +245,24 @@ def mask_tokens(input_ids: torch.Tensor, special_tokens_mask: torch.Tensor, voca
         ranks = scores.argsort(1).argsort(1)
         selected = candidate & (ranks < num[:, None])
     else:
-        wid = word_ids.cpu().long().clamp(min=0)
+        wid = word_ids.cpu().long()
+        if wid.shape != ids.shape:
+            raise ValueError(f"word_ids {tuple(wid.shape)} must have the (batch, seq) shape of input_ids "
+                             f"{tuple(ids.shape)}")
+        bad = (candidate & (wid < 0)) | (wid >= S)
+        if bad.any():
+            row, col = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(f"word_ids[{row}, {col}] = {int(wid[row, col])}: a token that is not special needs a "
+                             f"word id in [0, {S}) (words counted from 0 in its row); -1 marks special tokens")
         word_scores = torch.rand(B, S, generator=generator)  # one random key per word id
-        scores = word_scores.gather(1, wid)
+        scores = word_scores.gather(1, wid.clamp(min=0))  # special tokens' keys are replaced just below
         scores[~candidate] = 2.0
         order = scores.argsort(dim=1, stable=True)  # pieces of a word stay together and in order
         cum = candidate.gather(1, order).long().cumsum(1)  # targets used up to and including this token
-        end_cum = torch.zeros(B, S, dtype=torch.long).scatter_reduce(1, wid.gather(1, order), cum, "amax")
-        selected = candidate & (end_cum.gather(1, wid) <= num[:, None])
+        # each word's count at its last piece; special tokens get a slot S of their own, so word 0 is a word too
+        slot = torch.where(candidate, wid, S)
+        end_cum = torch.zeros(B, S + 1, dtype=torch.long).scatter_reduce(1, slot.gather(1, order), cum, "amax")
+        selected = candidate & (end_cum.gather(1, slot) <= num[:, None])
     labels = torch.where(selected, ids, torch.full_like(ids, IGNORE_INDEX))
     u = torch.rand(B, S, generator=generator)
     random_ids = torch.randint(vocab_size, (B, S), generator=generator, dtype=ids.dtype)
@@ -360,8 +382,9 @@ def load_pretraining_data(source: str | os.PathLike | list[list[str]], tokenizer
         vocab_file = write_corpus_vocab(docs, tokenizer.vocab, corpus_vocab_file)
         tokenizer = type(tokenizer)(vocab_file, do_lower_case=getattr(tokenizer, "do_lower_case", True))
     train_docs, eval_docs = split_documents(docs, held_out, seed)
-    train = create_training_instances(train_docs, max_seq_length, short_seq_prob, dupe_factor, seed)
-    held = create_training_instances(eval_docs, max_seq_length, short_seq_prob, 1, seed + 1)
+    train = create_training_instances(train_docs, max_seq_length, short_seq_prob, dupe_factor, seed,
+                                      tokenizer=tokenizer)
+    held = create_training_instances(eval_docs, max_seq_length, short_seq_prob, 1, seed + 1, tokenizer=tokenizer)
     return PretrainingData(PretrainingDataset(train, tokenizer), PretrainingDataset(held, tokenizer), tokenizer)
 
 
@@ -397,14 +420,17 @@ class PretrainingStats:
     while the model computes its own loss (called with labels it returns the loss only, and its vocabulary
     scores exist only at the masked positions): no second forward pass, no copy of the loss.
 
-    Use as a context manager around the forward passes; ``pop()`` returns the totals since the last pop.
+    Use as a context manager around the forward passes; ``pop()`` returns the totals since the last pop. With
+    ``mask_token_id``, the MLM hits are also counted by what the model saw at each target (see
+    :func:`mlm_accuracy_by_input`).
     """
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, mask_token_id: int | None = None) -> None:
         heads = getattr(model, "cls", None)
         if not (hasattr(heads, "predictions") and hasattr(heads, "seq_relationship")):
             raise TypeError(f"{type(model).__name__} has no pre-training heads (cls.predictions and "
                             "cls.seq_relationship); pre-train a BertForPreTraining")
+        self.mask_token_id = mask_token_id
         self._scores: list[torch.Tensor] = []
         self._nsp: list[torch.Tensor] = []
         self._totals = self._zeros()
@@ -416,7 +442,9 @@ class PretrainingStats:
 
     @staticmethod
     def _zeros() -> dict[str, float]:
-        return dict.fromkeys(("mlm_loss", "nsp_loss", "mlm_correct", "mlm_count", "nsp_correct", "nsp_count"), 0.0)
+        by_input = [f"{kind}_{what}" for kind in INPUT_KINDS for what in ("correct", "count")]
+        return dict.fromkeys(("mlm_loss", "nsp_loss", "mlm_correct", "mlm_count", "nsp_correct", "nsp_count",
+                              *by_input), 0.0)
 
     def _count(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: object) -> None:
         scores, nsp, self._scores, self._nsp = self._scores, self._nsp, [], []
@@ -429,6 +457,21 @@ class PretrainingStats:
             self._totals[f"{key}_loss"] += r[f"{key}_loss"].item() * n
             self._totals[f"{key}_correct"] += r[f"{key}_correct"].item()
             self._totals[f"{key}_count"] += n
+        if self.mask_token_id is not None:
+            self._count_by_input(scores[0], labels, kwargs["input_ids"])
+
+    def _count_by_input(self, scores: torch.Tensor, labels: torch.Tensor, input_ids: torch.Tensor) -> None:
+        labels = labels.reshape(-1)
+        target = labels >= 0
+        rows = scores.reshape(-1, scores.shape[-1])
+        rows = rows[target] if rows.shape[0] == labels.numel() else rows  # else already the targets' rows
+        shown, labels = input_ids.reshape(-1)[target], labels[target]
+        kind = torch.where(shown == self.mask_token_id, 0, torch.where(shown == labels, 2, 1))
+        hit = (rows.argmax(-1) == labels).long()
+        correct, count = torch.bincount(kind, hit, minlength=3).tolist(), torch.bincount(kind, minlength=3).tolist()
+        for i, name in enumerate(INPUT_KINDS):
+            self._totals[f"{name}_correct"] += correct[i]
+            self._totals[f"{name}_count"] += count[i]
 
     def pop(self) -> dict[str, float]:
         """Totals since the last pop: summed losses, correct predictions and counts for MLM and NSP."""
@@ -454,20 +497,23 @@ def fixed_batches(dataset: PretrainingDataset, collator: PretrainingCollator, ba
             for i in range(0, len(dataset), batch_size)]
 
 
-@torch.no_grad()
+def _held_out_totals(model: torch.nn.Module, batches: list[dict], device: torch.device | str | None,
+                     mask_token_id: int | None = None) -> dict[str, float]:
+    """The forward pass of every held-out metric: the model computes its own loss on each batch (in eval mode,
+    without gradients) and :class:`PretrainingStats` reads the totals off its heads."""
+    device = device if device is not None else next(model.parameters()).device
+    with eval_mode(model), torch.no_grad(), PretrainingStats(model, mask_token_id) as stats:
+        for batch in dry_run_cut(batches, 1, "pre-training evaluation"):
+            model(**_to(batch, device))
+        return stats.pop()
+
+
 def evaluate_pretraining(model: torch.nn.Module, batches: list[dict], device: torch.device | str | None = None
                          ) -> dict[str, float]:
     """Held-out MLM loss, accuracy and perplexity (exp of the mean loss per masked token) and NSP accuracy.
 
     The model computes its own loss on each batch (``model(**batch)``); the metrics are read off its heads."""
-    device = device if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    with PretrainingStats(model) as stats:
-        for batch in batches:
-            model(**_to(batch, device))
-        tot = stats.pop()
-    model.train(was_training)
+    tot = _held_out_totals(model, batches, device)
     mlm_loss = tot["mlm_loss"] / max(tot["mlm_count"], 1)
     return {"mlm_loss": mlm_loss, "perplexity": math.exp(mlm_loss),
             "mlm_accuracy": tot["mlm_correct"] / max(tot["mlm_count"], 1),
@@ -475,29 +521,16 @@ def evaluate_pretraining(model: torch.nn.Module, batches: list[dict], device: to
             "nsp_accuracy": tot["nsp_correct"] / max(tot["nsp_count"], 1), "masked_tokens": int(tot["mlm_count"])}
 
 
-@torch.no_grad()
 def mlm_accuracy_by_input(model: torch.nn.Module, batches: list[dict], mask_token_id: int,
                           device: torch.device | str | None = None) -> dict[str, tuple[float, int]]:
     """Held-out MLM accuracy split by what the model saw at each target: ``[MASK]`` (80%), a random token (10%)
     or the token itself (10%, section 3.1), as (accuracy, count). The overall accuracy counts all three, and the
     unchanged 10% only need a copy of the input: a model that ignores the context still scores them, so the
-    ``[MASK]`` column is the one that shows whether it reads the context."""
-    device = device if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    correct, count = torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long)
-    for batch in batches:
-        b = _to(batch, device)
-        scores, _ = model(b["input_ids"], b["token_type_ids"], b["attention_mask"])
-        labels, inputs = b["masked_lm_labels"], b["input_ids"]
-        target = labels >= 0
-        kind = torch.where(inputs == mask_token_id, 0, torch.where(inputs == labels, 2, 1))[target].cpu()
-        hit = (scores.argmax(-1) == labels)[target].cpu().long()
-        correct += torch.bincount(kind, hit, minlength=3).long()
-        count += torch.bincount(kind, minlength=3)
-    model.train(was_training)
-    return {name: ((c / n).item() if n else float("nan"), int(n))
-            for name, c, n in zip(("[MASK]", "random token", "unchanged"), correct, count)}
+    ``[MASK]`` column is the one that shows whether it reads the context. Same forward pass as
+    :func:`evaluate_pretraining`."""
+    tot = _held_out_totals(model, batches, device, mask_token_id)
+    return {name: (tot[f"{name}_correct"] / tot[f"{name}_count"] if tot[f"{name}_count"] else float("nan"),
+                   int(tot[f"{name}_count"])) for name in INPUT_KINDS}
 
 
 def unigram_baseline(train: PretrainingDataset, batches: list[dict], vocab: dict[str, int] | None = None
@@ -522,34 +555,59 @@ def unigram_baseline(train: PretrainingDataset, batches: list[dict], vocab: dict
 
 @dataclass
 class PretrainHistory:
-    """Per-step training curves (loss, MLM / NSP accuracy of the training batch, lr) and the held-out
-    evaluations (step, metrics)."""
+    """What :func:`pretrain` returns: the run's ``log_history`` (training records with the training batch's MLM /
+    NSP accuracy, held-out evaluations as ``eval_<metric>``; all phases of a multi-phase run) and its seconds,
+    with the curves read off it by name."""
 
-    step: list[int] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    mlm_accuracy: list[float] = field(default_factory=list)
-    nsp_accuracy: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    evals: list[tuple[int, dict]] = field(default_factory=list)
+    log_history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+
+    def _curve(self, key: str) -> list[float]:
+        return [r[key] for r in self.log_history if "loss" in r]
+
+    @property
+    def step(self) -> list[int]:
+        return [int(s) for s in self._curve("step")]
+
+    @property
+    def loss(self) -> list[float]:
+        return self._curve("loss")
+
+    @property
+    def lr(self) -> list[float]:
+        return self._curve("lr")
+
+    @property
+    def mlm_accuracy(self) -> list[float]:
+        return self._curve("mlm_accuracy")
+
+    @property
+    def nsp_accuracy(self) -> list[float]:
+        return self._curve("nsp_accuracy")
+
+    @property
+    def evals(self) -> list[tuple[int, dict[str, float]]]:
+        """(step, held-out metrics) of every evaluation, the metrics named as :func:`evaluate_pretraining` does."""
+        return [(int(r["step"]), {k[len("eval_"):]: v for k, v in r.items() if k.startswith("eval_")})
+                for r in self.log_history if any(k.startswith("eval_") for k in r)]
 
 
 def pretrain(model: torch.nn.Module, train: PretrainingDataset, collator: PretrainingCollator,
              optimizer: BertAdam, num_steps: int, batch_size: int = 32, eval_batches: list[dict] | None = None,
              eval_every: int = 0, max_seconds: float | None = None, device: torch.device | str | None = None,
-             callback: Callable[[PretrainHistory], None] | None = None, callback_every: int = 10, seed: int = 0,
-             precision: str = "auto", args: TrainingArguments | None = None,
-             history: PretrainHistory | None = None) -> PretrainHistory:
+             callbacks: Iterable[Callback] = (), seed: int = 0, precision: str = "auto",
+             args: TrainingArguments | None = None, history: PretrainHistory | None = None) -> PretrainHistory:
     """Train with MLM + NSP for `num_steps` optimizer steps, cycling over `train`: :func:`minibert.training.train`
-    (the one loop: mixed precision, accumulation, checkpoints, DDP) with `collator` as its collate, and a
-    history of the curves for notebooks.
+    (the one loop: mixed precision, accumulation, checkpoints, DDP) with `collator` as its collate.
 
-    Loss = MLM cross-entropy + NSP cross-entropy, computed by the model (BertForPreTraining). `callback(history)`
-    runs every `callback_every` steps (e.g. a live plot); held-out metrics every `eval_every` steps and at the
-    end. `max_seconds` stops early (reported, so a busy machine shows fewer steps, not a different curve).
-    `args` overrides the TrainingArguments built from the other parameters (e.g. gradient accumulation).
-    `history` continues the curves of an earlier call, e.g. BERT's phases of short then long sequences
-    (appendix A.2), with one optimizer or a new one per phase: its steps count on from the earlier call's last step.
+    Loss = MLM cross-entropy + NSP cross-entropy, computed by the model (BertForPreTraining). Each logged update's
+    record in ``log_history`` also holds the MLM and NSP accuracy of its batch; held-out metrics
+    (:func:`evaluate_pretraining` on `eval_batches`) are logged every `eval_every` steps and at the end.
+    `callbacks` are train()'s (e.g. a live plot of the log). `max_seconds` stops early (reported, so a busy
+    machine shows fewer steps, not a different curve). `args` overrides the TrainingArguments built from the other
+    parameters (e.g. gradient accumulation, logging_steps). `history` continues the log of an earlier call, e.g.
+    BERT's phases of short then long sequences (appendix A.2), with one optimizer or a new one per phase: its
+    steps count on from the earlier call's last step.
     """
     if len(train) == 0:
         raise ValueError("empty training set: check max_documents / the data path")
@@ -561,30 +619,38 @@ def pretrain(model: torch.nn.Module, train: PretrainingDataset, collator: Pretra
                                  seed=seed, device=None if device is None else str(device), precision=precision,
                                  progress=False)
     hist = PretrainHistory() if history is None else history
-    offset, earlier_seconds = (hist.step[-1] if hist.step else 0), hist.seconds
-    start = time.perf_counter()
+    earlier_seconds, start = hist.seconds, time.perf_counter()
+    batches_per_epoch = math.ceil(len(train) / args.train_batch_size)
+    evaluated_at = None
+
+    def held_out(state) -> None:
+        nonlocal evaluated_at
+        evaluated_at = state.step_offset + state.global_step
+        metrics = evaluate_pretraining(model, eval_batches)
+        epoch = state.epoch + state.step_in_epoch / batches_per_epoch
+        state.log_history.append({"step": evaluated_at, "epoch": epoch, **{f"eval_{k}": v for k, v in metrics.items()}})
+        stats.pop()  # the held-out forward passes went through the training hooks too: not training batches
 
     def on_event(event: str, state) -> None:
-        if event != "step":
-            return
-        step, record = offset + state.global_step, state.log_history[-1]
-        t = stats.pop()
-        hist.step.append(step)
-        hist.loss.append(record["loss"])
-        hist.lr.append(record["lr"])
-        hist.mlm_accuracy.append(t["mlm_correct"] / max(t["mlm_count"], 1))
-        hist.nsp_accuracy.append(t["nsp_correct"] / max(t["nsp_count"], 1))
-        out_of_time = max_seconds is not None and time.perf_counter() - start > max_seconds
-        done = state.global_step >= num_steps or out_of_time
-        if eval_batches is not None and ((eval_every and step % eval_every == 0) or done):
-            hist.evals.append((step, evaluate_pretraining(model, eval_batches)))
-        hist.seconds = earlier_seconds + time.perf_counter() - start
-        if callback is not None and (step % callback_every == 0 or done):
-            callback(hist)
-        if out_of_time and state.global_step < num_steps:
-            raise StopTraining(f"time budget of {max_seconds:.0f} s spent")
+        step = state.step_offset + state.global_step
+        if event == "step":
+            t = stats.pop()  # this update's batch
+            record = state.log_history[-1] if state.log_history else {}
+            if record.get("step") == step and "loss" in record:  # logged at this update (every logging_steps)
+                record["mlm_accuracy"] = t["mlm_correct"] / max(t["mlm_count"], 1)
+                record["nsp_accuracy"] = t["nsp_correct"] / max(t["nsp_count"], 1)
+            if eval_batches is not None and eval_every and step % eval_every == 0:
+                held_out(state)
+            hist.seconds = earlier_seconds + time.perf_counter() - start
+            if max_seconds is not None and hist.seconds - earlier_seconds > max_seconds \
+                    and state.global_step < num_steps:
+                raise StopTraining(f"time budget of {max_seconds:.0f} s spent")
+        elif event == "end":
+            if eval_batches is not None and evaluated_at != step:  # the final model, however the run ended
+                held_out(state)
+            hist.seconds = earlier_seconds + time.perf_counter() - start
 
     with PretrainingStats(model) as stats:
         train_loop(model, train.items, args, collate_fn=collator, metrics_fn=None, optimizer=optimizer,
-                   callbacks=[on_event])
+                   callbacks=[on_event, *callbacks], log_history=hist.log_history)
     return hist

@@ -3,7 +3,9 @@ a run's final figures (:func:`record_result`, which ``benchmarks/run_full.py`` c
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import math
 import numbers
 import os
@@ -11,8 +13,9 @@ import platform
 import random
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, Sequence, TypeVar
 
 # Apple GPUs (MPS) lack some operations; with this PyTorch runs those on the CPU instead of raising. PyTorch reads it
 # once, when it is imported: here it counts only if minibert is imported before torch (set it in the shell, or
@@ -23,6 +26,9 @@ import numpy as np  # noqa: E402  (after the variable above)
 import torch  # noqa: E402
 
 from minibert import assets  # noqa: E402
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MODE_ENV = "MINIBERT_MODE"
 MODES = ("fast", "full")
@@ -50,6 +56,43 @@ def dry_run() -> bool:
     if value in ("1", "true", "yes"):
         return True
     raise ValueError(f"{DRY_RUN_ENV}={value!r}: set it to 1 for a dry run, or 0 (or unset it) for a real one")
+
+
+def dry_run_updates(loop: str) -> int | None:
+    """How many optimizer updates the training loop ``loop`` may make: DRY_RUN_UPDATES in a dry run (said once in
+    the log), else None (no limit)."""
+    if not dry_run():
+        return None
+    _say_dry_run(loop, f"{DRY_RUN_UPDATES} optimizer updates")
+    return DRY_RUN_UPDATES
+
+
+def dry_run_cut(items: Sequence[T], batch_size: int, loop: str) -> Sequence[T]:
+    """What the evaluation loop ``loop`` goes through: all of ``items``, or in a dry run the first
+    DRY_RUN_EVAL_BATCHES batches of ``batch_size`` of them (said once in the log). A prefix, so a caller can
+    match the results to ``items[:len(results)]``."""
+    if not dry_run():
+        return items
+    _say_dry_run(loop, f"{DRY_RUN_EVAL_BATCHES} batches")
+    return items[:DRY_RUN_EVAL_BATCHES * batch_size]
+
+
+@functools.lru_cache(maxsize=None)
+def _say_dry_run(loop: str, limit: str) -> None:
+    logger.warning("dry run (%s=1): %s stops after %s; its figures mean nothing", DRY_RUN_ENV, loop, limit)
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``model.eval()`` (dropout off) inside the block; afterwards every submodule is back in the train/eval mode it
+    was in, even when the block raises. Every inference loop runs in it."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def default_device() -> torch.device:

@@ -21,6 +21,7 @@ import torch
 from minibert.data import collate
 from minibert.datasets import SquadExample
 from minibert.metrics import normalize_answer, squad_f1
+from minibert.runtime import dry_run_cut, eval_mode
 from minibert.tokenization import is_chinese_char, is_punctuation, is_whitespace
 
 logger = logging.getLogger(__name__)
@@ -167,21 +168,21 @@ class SquadResult:
 def predict_logits(model: torch.nn.Module, features: Sequence[Dict], pad_token_id: int = 0,
                    batch_size: int = 32) -> List[SquadResult]:
     """Start and end logits of ``model`` (a :class:`BertForQuestionAnswering`) for every feature, in order;
-    features are batched by length so little padding is computed."""
-    was_training = model.training
-    model.eval()
+    features are batched by length so little padding is computed. In a dry run (``MINIBERT_DRY_RUN=1``), for the
+    first batches' worth of features only (``features[:len(results)]``)."""
+    features = dry_run_cut(features, batch_size, "SQuAD prediction")
     device = next(model.parameters()).device
     order = np.argsort([-len(f["input_ids"]) for f in features], kind="stable")
     results: List[Optional[SquadResult]] = [None] * len(features)
     keep = ("input_ids", "token_type_ids")
-    for i in range(0, len(order), batch_size):
-        idx = order[i:i + batch_size]
-        batch = collate([{k: features[j][k] for k in keep} for j in idx], pad_token_id)
-        start, end = model(**{k: v.to(device) for k, v in batch.items()})
-        for row, j in enumerate(idx):
-            n = len(features[j]["input_ids"])
-            results[j] = SquadResult(start[row, :n].float().cpu().numpy(), end[row, :n].float().cpu().numpy())
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            batch = collate([{k: features[j][k] for k in keep} for j in idx], pad_token_id)
+            start, end = model(**{k: v.to(device) for k, v in batch.items()})
+            for row, j in enumerate(idx):
+                n = len(features[j]["input_ids"])
+                results[j] = SquadResult(start[row, :n].float().cpu().numpy(), end[row, :n].float().cpu().numpy())
     return results
 
 

@@ -20,9 +20,14 @@ What it does, in the order a step happens:
             batches, or splitting the batch over 2 processes (DistributedDataParallel), gives the same update
             as one large batch;
   update    BertAdam with linear warmup over ``t_total`` = number of updates the data actually produces;
-  evaluate  every epoch, with the metrics function passed in (accuracy / F1 / MCC by default);
+  log       loss and lr every ``logging_steps`` updates, into ``state.log_history``;
+  evaluate  every epoch and/or every ``eval_steps`` updates, with the metrics function passed in (accuracy / F1 /
+            MCC by default); the metrics go into the same ``log_history`` as ``eval_<name>``;
   save      model, optimizer, schedule step, scaler and RNG state, written to a temporary file and renamed, so
             an interrupted run keeps its last good checkpoint and a resumed run repeats the loss curve exactly.
+
+``train`` reads as those parts: :func:`prepare_training` (everything before the first update), :func:`update_step`
+(one optimizer update: the bare loop of notebook 09 plus the chores) and the epoch loop.
 
 Any ``nn.Module`` that follows the contract works (a tuple whose first element is the loss, or an object with
 ``.loss`` / ``.logits`` as transformers returns, also does).
@@ -49,20 +54,21 @@ from minibert.checkpoints import torch_load
 from minibert.data import LABEL_KEYS, Feature, collate, encode_examples, feature_length
 from minibert.metrics import classification_metrics
 from minibert.optimization import SCHEDULES, BertAdam, optimizer_grouped_parameters
-from minibert.runtime import has_native_bf16, set_seed
+from minibert.runtime import dry_run_cut, dry_run_updates, eval_mode, has_native_bf16, set_seed
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingArguments", "TrainState", "TrainResult", "EvalResult", "StopTraining", "encode_examples",
-           "length_bucketed_batches", "num_update_steps", "resolve_precision", "build_optimizer", "evaluate",
-           "sequence_classification_metrics", "train", "save_checkpoint", "load_checkpoint", "setup_distributed",
-           "cleanup_distributed"]
+__all__ = ["TrainingArguments", "TrainState", "TrainResult", "EvalResult", "StopTraining", "TrainingRun",
+           "encode_examples", "length_bucketed_batches", "num_update_steps", "resolve_precision", "build_optimizer",
+           "evaluate", "sequence_classification_metrics", "prepare_training", "update_step", "train",
+           "save_checkpoint", "load_checkpoint", "setup_distributed", "cleanup_distributed"]
 
 Callback = Callable[[str, "TrainState"], None]  # called as callback(event, state), event in step|evaluate|end
 Collate = Callable[[list[Feature]], dict[str, torch.Tensor]]
 
 CHECKPOINT_NAME = "checkpoint.pt"
-CHECKPOINT_FORMAT = "minibert-train-2"  # tensors and plain data only (loads with weights_only=True), checksummed
+# tensors and plain data only (loads with weights_only=True), checksummed; 3: one log_history (no eval_history)
+CHECKPOINT_FORMAT = "minibert-train-3"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -122,8 +128,9 @@ class TrainingArguments:
     seed: int = 42
     max_steps: int | None = None  # stop after this many updates (t_total is capped to it)
     bucket_batches: int = 50  # length-bucket size in batches; 0 = no bucketing (plain shuffle)
-    logging_steps: int = 1  # record the loss every N updates
+    logging_steps: int = 1  # record the loss and lr every N updates
     evaluate_every_epoch: bool = True
+    eval_steps: int | None = None  # also evaluate every N updates (a dev curve within an epoch)
     output_dir: str | None = None  # where checkpoint.pt goes; None = no checkpoints
     save_steps: int | None = None  # also save every N updates (always at the end of each epoch)
     device: str | None = None  # None = the GPU if there is one
@@ -152,6 +159,7 @@ class TrainingArguments:
         whole("bucket_batches", 0)
         whole("pad_token_id", 0)
         whole("max_steps", 1, none_ok=True)
+        whole("eval_steps", 1, none_ok=True)
         whole("save_steps", 1, none_ok=True)
         whole("num_labels", 1, none_ok=True)
         whole("max_nonfinite_steps", 1)
@@ -181,8 +189,10 @@ class TrainState:
     global_step: int = 0
     epoch: int = 0  # the epoch in progress (0-based)
     step_in_epoch: int = 0  # updates already done in this epoch
-    log_history: list[dict[str, float]] = field(default_factory=list)  # {"step", "epoch", "loss", "lr"}
-    eval_history: list[dict[str, float]] = field(default_factory=list)  # {"step", "epoch", metric...}
+    # every metric of the run, in order: {"step", "epoch", "loss", "lr"} every logging_steps updates and
+    # {"step", "epoch", "eval_<metric>"...} at each evaluation (LivePlot draws it, pre-training adds its own)
+    log_history: list[dict[str, float]] = field(default_factory=list)
+    step_offset: int = 0  # updates logged before this run, in the log_history it continues (an earlier phase's)
     epoch_times: list[float] = field(default_factory=list)  # seconds of training per finished epoch
     nonfinite_steps: int = 0  # updates skipped because the loss or a gradient was NaN or inf
 
@@ -216,7 +226,8 @@ class TrainResult:
 
     @property
     def losses(self) -> list[float]:
-        return [r["loss"] for r in self.state.log_history]
+        """The training loss of every logged update."""
+        return [r["loss"] for r in self.state.log_history if "loss" in r]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -360,7 +371,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no checkpoint at {path}; pass the output_dir of a run that saved one")
     payload = torch_load(path, expected="a training checkpoint written by minibert's save_checkpoint",
                          if_unsafe="minibert's checkpoints hold only tensors and plain data (before format "
-                                   f"{CHECKPOINT_FORMAT} they held NumPy arrays): start that run again",
+                                   "minibert-train-2 they held NumPy arrays): start that run again",
                          if_corrupt="resume from an earlier copy, or start the run again")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
@@ -521,33 +532,33 @@ def evaluate(model: nn.Module, features: Sequence[Feature], batch_size: int = 64
 
     Batches are formed from length-sorted features so padding stays small; the logits are put back in feature
     order (see :class:`EvalResult`). ``collate_fn`` defaults to :func:`minibert.data.collate` with pad id 0.
-    ``metrics_fn=None`` skips scoring (e.g. SQuAD, whose answers need post-processing first).
+    ``metrics_fn=None`` skips scoring (e.g. SQuAD, whose answers need post-processing first). In a dry run
+    (``MINIBERT_DRY_RUN=1``) only the first batches' worth of features is evaluated, and the result covers those.
     """
     from tqdm.auto import tqdm
 
     if len(features) == 0:
         raise ValueError("cannot evaluate on 0 features: the evaluation split is empty")
+    features = dry_run_cut(features, batch_size, "evaluation")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     precision = resolve_precision(precision, device)
     collate_fn = collate_fn or functools.partial(collate, pad_token_id=TrainingArguments.pad_token_id)
-    was_training = model.training
-    model.eval()
     order = np.argsort([-feature_length(f) for f in features], kind="stable")
     rows: list[Any] = [None] * len(features)
-    for i in tqdm(range(0, len(order), batch_size), desc="eval", disable=not progress, leave=False):
-        idx = order[i:i + batch_size]
-        batch = collate_fn([features[j] for j in idx])
-        for key in LABEL_KEYS:
-            batch.pop(key, None)
-        token_level = batch["input_ids"].dim() == 2  # not multiple choice: a dim of size seq is per token
-        seq = batch["input_ids"].shape[-1]
-        with _autocast(device, precision), _model_checks(model, i == 0):  # the collate checked every batch
-            outputs = [t.float().cpu() for t in _outputs_of(model(**_to(batch, device)))]
-        for r, j in enumerate(idx):
-            n = feature_length(features[j])
-            per = tuple(t[r, :n] if token_level and t.dim() >= 2 and t.shape[1] == seq else t[r] for t in outputs)
-            rows[j] = per[0] if len(per) == 1 else per
-    model.train(was_training)
+    with eval_mode(model):
+        for i in tqdm(range(0, len(order), batch_size), desc="eval", disable=not progress, leave=False):
+            idx = order[i:i + batch_size]
+            batch = collate_fn([features[j] for j in idx])
+            for key in LABEL_KEYS:
+                batch.pop(key, None)
+            token_level = batch["input_ids"].dim() == 2  # not multiple choice: a dim of size seq is per token
+            seq = batch["input_ids"].shape[-1]
+            with _autocast(device, precision), _model_checks(model, i == 0):  # the collate checked every batch
+                outputs = [t.float().cpu() for t in _outputs_of(model(**_to(batch, device)))]
+            for r, j in enumerate(idx):
+                n = feature_length(features[j])
+                per = tuple(t[r, :n] if token_level and t.dim() >= 2 and t.shape[1] == seq else t[r] for t in outputs)
+                rows[j] = per[0] if len(per) == 1 else per
     logits: torch.Tensor | list[Any] = rows
     preds = None
     if all(isinstance(r, torch.Tensor) for r in rows):
@@ -563,41 +574,47 @@ def evaluate(model: nn.Module, features: Sequence[Feature], batch_size: int = 64
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Training
+# Training: prepare, update, loop
 
 
-def _micro_batches(batch: list[int], parts: int) -> list[list[int]]:
-    return [p.tolist() for p in np.array_split(np.asarray(batch, dtype=np.int64), parts)]
+@dataclass
+class TrainingRun:
+    """Everything the updates of one run share, made by :func:`prepare_training`."""
+
+    model: nn.Module  # the model being trained (its own attributes, state_dict, check switch)
+    ddp: nn.Module  # what the forward pass calls: the model, or DistributedDataParallel around it
+    args: TrainingArguments
+    state: TrainState
+    train_features: Sequence[Feature]
+    eval_features: Sequence[Feature] | None
+    collate_fn: Collate
+    metrics_fn: Callable[[EvalResult], dict[str, float]] | None
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler  # fp16 loss scaling; a no-op in other precisions
+    device: torch.device
+    precision: str  # fp32 | fp16 | bf16, resolved for the device
+    callbacks: list[Callback]
+    rank: int = 0  # this process, of `world` (DistributedDataParallel under torchrun)
+    world: int = 1
+    checked: bool = False  # the model has checked its inputs (on the first forward pass)
+    nonfinite_in_a_row: int = 0  # updates skipped in a row for a NaN/inf loss or gradient
+    last_eval: EvalResult | None = None
+    evaluated_at: int | None = None  # the update whose model last_eval scored
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(len(self.train_features) / self.args.train_batch_size)
 
 
-def train(model: nn.Module, train_features: Sequence[Feature], args: TrainingArguments | None = None,
-          eval_features: Sequence[Feature] | None = None, *, collate_fn: Collate | None = None,
-          metrics_fn: Callable[[EvalResult], dict[str, float]] | None = sequence_classification_metrics,
-          optimizer: torch.optim.Optimizer | None = None, callbacks: Iterable[Callback] = (),
-          resume_from: str | Path | None = None) -> TrainResult:
-    """Train ``model`` on ``train_features`` by its own loss, evaluating on ``eval_features`` every epoch.
-
-    - ``train_features``: encoded examples (dicts, see :mod:`minibert.data`), e.g. from ``encode_examples``.
-    - ``collate_fn(features) -> batch``: builds the batch dict given to ``model(**batch)``. Default:
-      :func:`minibert.data.collate` with ``args.pad_token_id``, checking ids against the model's vocab_size and
-      labels against its num_labels. Pre-training passes a ``PretrainingCollator`` (collate + masking).
-    - ``metrics_fn(EvalResult) -> dict``: scores the evaluation (default: accuracy, F1, MCC, loss).
-    - ``optimizer``: default BertAdam from ``args`` (:func:`build_optimizer`); pass one to use your own.
-    - ``callbacks``: ``callback(event, state)`` after every update ("step"; raise :class:`StopTraining` to end
-      early), evaluation ("evaluate") and at the end ("end").
-
-    Under ``torchrun`` call :func:`setup_distributed` first: the model is wrapped in DistributedDataParallel
-    and each process trains on its share of every global batch. ``resume_from`` (a checkpoint file or an
-    output_dir) continues a saved run exactly where it stopped.
-
-    Accumulation and DDP weight each micro-batch's mean loss by its share of the batch's examples: the same
-    update as one large batch for per-example losses (classification, spans, choices); for per-token losses
-    (masked LM, tagging) a micro-batch's token mean gets its example share, as in the 2019 scripts.
-    """
-    from tqdm.auto import tqdm
-
+def prepare_training(model: nn.Module, train_features: Sequence[Feature], args: TrainingArguments | None = None,
+                     eval_features: Sequence[Feature] | None = None, *, collate_fn: Collate | None = None,
+                     metrics_fn: Callable[[EvalResult], dict[str, float]] | None = sequence_classification_metrics,
+                     optimizer: torch.optim.Optimizer | None = None, callbacks: Iterable[Callback] = (),
+                     resume_from: str | Path | None = None,
+                     log_history: list[dict[str, float]] | None = None) -> TrainingRun:
+    """Everything before the first update: check the data, pick the device and precision, count ``t_total``,
+    build the optimizer (and the fp16 scaler), seed every RNG or restore a checkpoint, wrap the model for DDP."""
     args = args or TrainingArguments()
-    callbacks = list(callbacks)
     rank, world = _dist_info()
     if len(train_features) == 0:
         raise ValueError("the training split is empty (0 features); check the file and any subset size")
@@ -609,6 +626,8 @@ def train(model: nn.Module, train_features: Sequence[Feature], args: TrainingArg
             raise ValueError("the evaluation features have no class label per example, so the default metrics "
                              "(accuracy, F1, MCC) do not apply; pass metrics_fn=<your task's metric> (it gets the "
                              "EvalResult) or metrics_fn=None to keep only the logits")
+    if resume_from is not None and log_history is not None:
+        raise ValueError("resume_from restores the log_history saved in the checkpoint; pass one or the other")
     device = torch.device(args.device) if args.device else (
         torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu"))
     precision = resolve_precision(args.precision, device)
@@ -619,12 +638,12 @@ def train(model: nn.Module, train_features: Sequence[Feature], args: TrainingArg
 
     model.to(device)
     model.train()
-    lengths = [feature_length(f) for f in train_features]
-    batches_per_epoch = math.ceil(len(train_features) / args.train_batch_size)
     t_total = num_update_steps(len(train_features), args.train_batch_size, args.num_train_epochs, args.max_steps)
     optimizer = optimizer if optimizer is not None else build_optimizer(model, args, t_total)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     state = TrainState(t_total=t_total)
+    if log_history is not None:  # continue an earlier run's curves (e.g. pre-training phases)
+        state.log_history, state.step_offset = log_history, (log_history[-1]["step"] if log_history else 0)
 
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from)
@@ -644,87 +663,159 @@ def train(model: nn.Module, train_features: Sequence[Feature], args: TrainingArg
     if world > 1:
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                   else None)
-    parts = world * args.gradient_accumulation_steps
-    ckpt_path = Path(args.output_dir) / CHECKPOINT_NAME if args.output_dir else None
-    last_eval: EvalResult | None = None
+    return TrainingRun(model, ddp, args, state, train_features, eval_features, collate_fn, metrics_fn, optimizer,
+                       scaler, device, precision, list(callbacks), rank, world)
 
-    def emit(event: str) -> None:
-        for cb in callbacks:
-            cb(event, state)
 
-    def run_eval() -> EvalResult:
-        return evaluate(model, eval_features, args.eval_batch_size, device, precision, metrics_fn,
-                        collate_fn=collate_fn)
+def _micro_batches(batch: list[int], parts: int) -> list[list[int]]:
+    return [p.tolist() for p in np.array_split(np.asarray(batch, dtype=np.int64), parts)]
 
-    start = time.perf_counter()
-    checked = False  # the model checks its inputs on the first forward only
-    stop = False
-    nonfinite_in_a_row = 0
-    while state.epoch < args.num_train_epochs and state.global_step < t_total and not stop:
+
+def update_step(run: TrainingRun, batch: list[int]) -> torch.Tensor:
+    """One optimizer update on one global batch (indices into the training features); returns its mean loss.
+
+    The bare loop's forward, ``backward()``, ``optimizer.step()`` and ``zero_grad()``, plus the chores: the batch
+    cut in micro-batches (gradient accumulation, and each process's share under DDP), mixed precision, and an
+    update skipped when the loss or a gradient is NaN or inf.
+
+    Each micro-batch's mean loss is weighted by its share of the batch's examples: the same update as one large
+    batch for per-example losses (classification, spans, choices); for per-token losses (masked LM, tagging) a
+    micro-batch's token mean gets its example share, as in the 2019 scripts.
+    """
+    args, world = run.args, run.world
+    batch_loss = torch.zeros((), device=run.device)
+    micro = _micro_batches(batch, world * args.gradient_accumulation_steps)
+    for k in range(args.gradient_accumulation_steps):
+        idx = micro[k * world + run.rank]
+        # Weight = this micro-batch's share of the global batch; times `world` because DDP averages
+        # gradients over processes. An empty share (tiny last batch) still runs, with weight 0.
+        weight = len(idx) * world / len(batch)
+        inputs = _to(run.collate_fn([run.train_features[i] for i in (idx or batch[:1])]), run.device)
+        accumulating = world > 1 and k < args.gradient_accumulation_steps - 1  # DDP syncs after the last one
+        with run.ddp.no_sync() if accumulating else nullcontext(), _model_checks(run.model, not run.checked):
+            with _autocast(run.device, run.precision):
+                loss = _loss_of(run.ddp(**inputs))  # forward: the model computes its own loss
+            run.scaler.scale(loss.float() * weight).backward()  # backward (fp16: on the scaled loss)
+        run.checked = True
+        batch_loss += loss.detach().float() * weight
+    if world > 1:
+        torch.distributed.all_reduce(batch_loss)
+        batch_loss /= world
+    if _all_finite(batch_loss, run.model, check_grads=not run.scaler.is_enabled()):
+        run.nonfinite_in_a_row = 0
+        run.scaler.step(run.optimizer)  # optimizer.step(): BertAdam clips each gradient, follows its schedule
+        run.scaler.update()
+    else:
+        run.nonfinite_in_a_row = _skip_nonfinite(run.state, run.nonfinite_in_a_row, args, batch_loss.item())
+    run.optimizer.zero_grad(set_to_none=True)
+    return batch_loss
+
+
+def _emit(run: TrainingRun, event: str) -> bool:
+    """Call every callback with (event, state); True when a "step" callback raised StopTraining."""
+    try:
+        for cb in run.callbacks:
+            cb(event, run.state)
+    except StopTraining as reason:
+        if event != "step":
+            raise
+        logger.info("stopped at update %d of %d: %s", run.state.global_step, run.state.t_total, reason)
+        return True
+    return False
+
+
+def _epoch_now(run: TrainingRun) -> float:
+    return run.state.epoch + run.state.step_in_epoch / run.batches_per_epoch
+
+
+def _log(run: TrainingRun, loss: torch.Tensor) -> float:
+    state, value = run.state, loss.item()
+    state.log_history.append({"step": state.step_offset + state.global_step, "epoch": _epoch_now(run),
+                              "loss": value, "lr": _update_lr(run.optimizer, state.global_step)})
+    return value
+
+
+def _evaluate(run: TrainingRun) -> None:
+    """Evaluate the model as it is now (once per update), log its metrics as ``eval_<name>``, emit "evaluate"."""
+    state = run.state
+    if run.eval_features is None or run.evaluated_at == state.global_step:
+        return
+    run.last_eval = evaluate(run.model, run.eval_features, run.args.eval_batch_size, run.device, run.precision,
+                             run.metrics_fn, collate_fn=run.collate_fn)
+    run.evaluated_at = state.global_step
+    if run.last_eval.metrics:
+        state.log_history.append({"step": state.step_offset + state.global_step, "epoch": _epoch_now(run),
+                                  **{f"eval_{k}": v for k, v in run.last_eval.metrics.items()}})
+    logger.info("update %d (epoch %.2f): %s", state.global_step, _epoch_now(run), run.last_eval.metrics)
+    _emit(run, "evaluate")
+
+
+def _save(run: TrainingRun) -> None:
+    if run.args.output_dir and run.rank == 0:
+        save_checkpoint(Path(run.args.output_dir) / CHECKPOINT_NAME, run.model, run.optimizer, run.scaler,
+                        run.state, run.args)
+
+
+def train(model: nn.Module, train_features: Sequence[Feature], args: TrainingArguments | None = None,
+          eval_features: Sequence[Feature] | None = None, *, collate_fn: Collate | None = None,
+          metrics_fn: Callable[[EvalResult], dict[str, float]] | None = sequence_classification_metrics,
+          optimizer: torch.optim.Optimizer | None = None, callbacks: Iterable[Callback] = (),
+          resume_from: str | Path | None = None, log_history: list[dict[str, float]] | None = None) -> TrainResult:
+    """Train ``model`` on ``train_features`` by its own loss, evaluating on ``eval_features`` every epoch (and
+    every ``args.eval_steps`` updates); every metric goes into ``state.log_history``.
+
+    - ``collate_fn(features) -> batch``: the batch dict given to ``model(**batch)``. Default:
+      :func:`minibert.data.collate` with ``args.pad_token_id``, checking ids against the model's vocab_size and
+      labels against its num_labels. Pre-training passes a ``PretrainingCollator`` (collate + masking).
+    - ``metrics_fn(EvalResult) -> dict``: scores the evaluation (default: accuracy, F1, MCC, loss).
+    - ``optimizer``: default BertAdam from ``args`` (:func:`build_optimizer`); pass one to use your own.
+    - ``callbacks``: ``callback(event, state)`` after every update ("step"; raise :class:`StopTraining` to end
+      early), evaluation ("evaluate") and at the end ("end").
+    - ``resume_from`` (a checkpoint file or an output_dir) continues a saved run exactly where it stopped;
+      ``log_history`` (an earlier run's) continues its curves, steps counting on.
+
+    Under ``torchrun`` call :func:`setup_distributed` first: each process trains on its share of every global
+    batch. In a dry run (``MINIBERT_DRY_RUN=1``) the run stops after a few updates.
+    """
+    from tqdm.auto import tqdm
+
+    run = prepare_training(model, train_features, args, eval_features, collate_fn=collate_fn, metrics_fn=metrics_fn,
+                           optimizer=optimizer, callbacks=callbacks, resume_from=resume_from, log_history=log_history)
+    args, state = run.args, run.state
+    lengths = [feature_length(f) for f in train_features]
+    dry_updates = dry_run_updates("training")
+    stop_at = state.global_step + dry_updates if dry_updates else None
+    start, stop = time.perf_counter(), False
+    while state.epoch < args.num_train_epochs and state.global_step < state.t_total and not stop:
         batches = length_bucketed_batches(lengths, args.train_batch_size, args.seed, state.epoch,
                                           bucket_batches=args.bucket_batches)
         epoch_start = time.perf_counter()
-        bar = tqdm(total=batches_per_epoch, initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}",
-                   disable=not args.progress or rank != 0, leave=False)
+        bar = tqdm(total=run.batches_per_epoch, initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}",
+                   disable=not args.progress or run.rank != 0, leave=False)
         for batch in batches[state.step_in_epoch:]:
-            micro = _micro_batches(batch, parts)
-            batch_loss = torch.zeros((), device=device)
-            for k in range(args.gradient_accumulation_steps):
-                idx = micro[k * world + rank]
-                # Weight = this micro-batch's share of the global batch; times `world` because DDP averages
-                # gradients over processes. An empty share (tiny last batch) still runs, with weight 0.
-                weight = len(idx) * world / len(batch)
-                inputs = _to(collate_fn([train_features[i] for i in (idx or batch[:1])]), device)
-                sync = k == args.gradient_accumulation_steps - 1
-                with (ddp.no_sync() if world > 1 and not sync else nullcontext()), _model_checks(model, not checked):
-                    with _autocast(device, precision):
-                        loss = _loss_of(ddp(**inputs))
-                    scaler.scale(loss.float() * weight).backward()
-                checked = True
-                batch_loss += loss.detach().float() * weight
-            if world > 1:
-                torch.distributed.all_reduce(batch_loss)
-                batch_loss /= world
-            if _all_finite(batch_loss, model, check_grads=not scaler.is_enabled()):
-                nonfinite_in_a_row = 0
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                nonfinite_in_a_row = _skip_nonfinite(state, nonfinite_in_a_row, args, batch_loss.item())
-            optimizer.zero_grad(set_to_none=True)
+            loss = update_step(run, batch)
             state.global_step += 1
             state.step_in_epoch += 1
             bar.update(1)
             if state.global_step % args.logging_steps == 0:
-                loss_value = batch_loss.item()
-                state.log_history.append({"step": state.global_step,
-                                          "epoch": state.epoch + state.step_in_epoch / batches_per_epoch,
-                                          "loss": loss_value, "lr": _update_lr(optimizer, state.global_step)})
-                bar.set_postfix(loss=f"{loss_value:.4f}")
-            try:
-                emit("step")
-            except StopTraining as reason:
-                logger.info("stopped at update %d of %d: %s", state.global_step, t_total, reason)
-                stop = True
-            done = stop or state.global_step >= t_total
-            if ckpt_path and args.save_steps and state.global_step % args.save_steps == 0 and rank == 0 \
-                    and state.step_in_epoch < batches_per_epoch and not done:
-                save_checkpoint(ckpt_path, model, optimizer, scaler, state, args)
+                bar.set_postfix(loss=f"{_log(run, loss):.4f}")
+            if args.eval_steps and state.global_step % args.eval_steps == 0:
+                _evaluate(run)
+            stop = _emit(run, "step") or state.global_step == stop_at
+            done = stop or state.global_step >= state.t_total
+            if args.save_steps and state.global_step % args.save_steps == 0 and not done \
+                    and state.step_in_epoch < run.batches_per_epoch:
+                _save(run)
             if done:
                 break
         bar.close()
         state.epoch_times.append(time.perf_counter() - epoch_start)
-        if eval_features is not None and args.evaluate_every_epoch:
-            last_eval = run_eval()
-            state.eval_history.append({"step": state.global_step, "epoch": state.epoch + 1, **last_eval.metrics})
-            logger.info("epoch %d: %s", state.epoch + 1, last_eval.metrics)
-            emit("evaluate")
+        if args.evaluate_every_epoch:
+            _evaluate(run)
         if not stop:
             state.epoch += 1
             state.step_in_epoch = 0
-        if ckpt_path and rank == 0:
-            save_checkpoint(ckpt_path, model, optimizer, scaler, state, args)
-    if eval_features is not None and last_eval is None:
-        last_eval = run_eval()
-    emit("end")
-    return TrainResult(state, last_eval, precision, time.perf_counter() - start)
+        _save(run)
+    _evaluate(run)  # the final model, unless it was just evaluated
+    _emit(run, "end")
+    return TrainResult(state, run.last_eval, run.precision, time.perf_counter() - start)

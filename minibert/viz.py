@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from minibert.features import EncodedBatch, TextInput, encode_batch, run_encoder
+from minibert.runtime import dry_run_cut
 from minibert.tokenization import BertTokenizer
 
 # ----------------------------------------------------------------------------------------------------------
@@ -96,7 +97,9 @@ class BatchAttention:
 
 def iter_batch_attention(model: torch.nn.Module, tokenizer: BertTokenizer, texts: Sequence[TextInput],
                          max_seq_length: int = 128, batch_size: int = 32) -> Iterator[BatchAttention]:
-    """Attention for many sentences (or (a, b) pairs), one padded batch at a time (memory stays one batch)."""
+    """Attention for many sentences (or (a, b) pairs), one padded batch at a time (memory stays one batch); in a
+    dry run (``MINIBERT_DRY_RUN=1``), the first batches only."""
+    texts = dry_run_cut(texts, batch_size, "attention")
     for start in range(0, len(texts), batch_size):
         batch = encode_batch(tokenizer, texts[start:start + batch_size], max_seq_length)
         att = _model_attention(model, batch)

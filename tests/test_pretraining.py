@@ -32,7 +32,7 @@ def docs(tok):
 
 @pytest.fixture(scope="module")
 def dataset(docs, tok):
-    return P.PretrainingDataset(P.create_training_instances(docs, 128, 0.1, 1, seed=1), tok)
+    return P.PretrainingDataset(P.create_training_instances(docs, 128, 0.1, 1, seed=1, tokenizer=tok), tok)
 
 
 def test_read_documents_sample_text():
@@ -43,8 +43,8 @@ def test_read_documents_sample_text():
 
 
 @pytest.mark.parametrize("max_len", [16, 40, 128])
-def test_pairs_never_longer_than_asked_and_well_formed(docs, max_len):
-    inst = P.create_training_instances(docs[:20], max_len, 0.1, 1, seed=3)
+def test_pairs_never_longer_than_asked_and_well_formed(docs, tok, max_len):
+    inst = P.create_training_instances(docs[:20], max_len, 0.1, 1, seed=3, tokenizer=tok)
     assert len(inst) > 50
     for x in inst:
         assert len(x.tokens) <= max_len
@@ -61,9 +61,9 @@ def _find(hay: list[str], needle: list[str]) -> int:
     return -1 if i < 0 else s[:i + 1].count("\x00") - 1
 
 
-def test_isnext_b_follows_a_in_the_same_document(docs):
+def test_isnext_b_follows_a_in_the_same_document(docs, tok):
     # short targets (short_seq_prob=1) far below max_seq_length: most pairs need no truncation
-    inst = P.create_training_instances(docs[:30], 512, 1.0, 1, seed=0)
+    inst = P.create_training_instances(docs[:30], 512, 1.0, 1, seed=0, tokenizer=tok)
     streams = [[t for sent in d for t in sent] for d in docs[:30]]
     checked = 0
     for x in inst:
@@ -76,8 +76,8 @@ def test_isnext_b_follows_a_in_the_same_document(docs):
     assert checked > 20
 
 
-def test_notnext_share_near_half(docs):
-    inst = P.create_training_instances(docs, 128, 0.1, 3, seed=7)
+def test_notnext_share_near_half(docs, tok):
+    inst = P.create_training_instances(docs, 128, 0.1, 3, seed=7, tokenizer=tok)
     free = [x for x in inst if not x.forced_random_next]  # one-sentence chunks are always NotNext (Google)
     k = sum(x.is_random_next for x in free)
     assert len(free) > 3000 and within(k, len(free), 0.5), (k, len(free))
@@ -90,7 +90,7 @@ def test_truncation_trims_the_longer_side_from_both_ends():
     fronts = backs = 0
     for _ in range(200):
         a, b = list("abcdefghij"), list("xyz")
-        P.truncate_seq_pair(a, b, 8, rng)
+        P.truncate_seq_pair_at_random_ends(a, b, 8, rng)
         assert b == list("xyz") and len(a) == 5
         fronts += a[0] != "a"
         backs += a[-1] != "j"
@@ -199,7 +199,7 @@ def test_check_masking_accepts_ours_and_names_mistakes():
 
 def test_errors_name_the_fix(docs, tok):
     with pytest.raises(ValueError, match="max_seq_length=4 leaves no room"):
-        P.create_training_instances(docs, max_seq_length=4)
+        P.create_training_instances(docs, max_seq_length=4, tokenizer=tok)
     with pytest.raises(TypeError, match="pass tok, not tok.vocab"):
         P.PretrainingCollator({"[PAD]": 0, "[CLS]": 1, "[SEP]": 2})
 
@@ -240,9 +240,16 @@ def test_pretrain_loop_learns_a_fixed_batch(dataset, tok):
     before = P.evaluate_pretraining(model, ev)
     opt = BertAdam(model.parameters(), lr=3e-3, warmup=0.1, t_total=40, weight_decay=0.0)
     seen = []
+
+    def watch(event, state):  # a callback of train(): it sees the log pretrain fills, held-out metrics included
+        if event == "step" and state.global_step % 10 == 0:
+            seen.append((state.global_step, sum("eval_mlm_loss" in r for r in state.log_history)))
+
     hist = P.pretrain(model, small, col, opt, num_steps=40, batch_size=16, eval_batches=ev, eval_every=20,
-                      callback=lambda h: seen.append(len(h.step)), callback_every=10)
-    assert hist.step == list(range(1, 41)) and seen == [10, 20, 30, 40] and len(hist.evals) == 2
+                      callbacks=[watch])
+    assert hist.step == list(range(1, 41)) and seen == [(10, 0), (20, 1), (30, 1), (40, 2)]
+    assert [s for s, _ in hist.evals] == [20, 40]
+    assert all(0 <= r["mlm_accuracy"] <= 1 and 0 <= r["nsp_accuracy"] <= 1 for r in hist.log_history if "loss" in r)
     # the peak lr comes one warmup step after the ramp: within 10% of the base lr
     assert hist.lr[0] == 0.0 and max(hist.lr) == pytest.approx(3e-3, rel=0.1)
     after = hist.evals[-1][1]
@@ -311,9 +318,20 @@ def test_mlm_accuracy_by_input_splits_targets_by_what_the_model_saw(dataset, tok
     batches = P.fixed_batches(P.PretrainingDataset(dataset.instances[:96], tok), col, 32)
 
     class Copy(torch.nn.Module):
-        def forward(self, input_ids, token_type_ids, attention_mask):
-            scores = torch.nn.functional.one_hot(input_ids, len(tok.vocab)).float()
-            return scores, torch.zeros(input_ids.shape[0], 2)
+        """Computes its loss as BertForPreTraining does (scores at the masked positions only), from one-hot
+        scores of the token it was shown."""
+
+        def __init__(self):
+            super().__init__()
+            self.cls = torch.nn.Module()
+            self.cls.predictions, self.cls.seq_relationship = torch.nn.Identity(), torch.nn.Identity()
+            self.dummy = torch.nn.Parameter(torch.zeros(()))  # a device to read
+
+        def forward(self, input_ids, token_type_ids, attention_mask, masked_lm_labels, next_sentence_label):
+            shown = input_ids[masked_lm_labels >= 0]
+            scores = self.cls.predictions(torch.nn.functional.one_hot(shown, len(tok.vocab)).float())
+            nsp = self.cls.seq_relationship(torch.zeros(input_ids.shape[0], 2))
+            return P.pretraining_losses(scores, nsp, masked_lm_labels, next_sentence_label)["loss"]
 
     r = P.mlm_accuracy_by_input(Copy(), batches, tok.mask_token_id, device="cpu")
     labels = torch.cat([b["masked_lm_labels"].reshape(-1) for b in batches])
@@ -326,3 +344,79 @@ def test_mlm_accuracy_by_input_splits_targets_by_what_the_model_saw(dataset, tok
     # the 80/10/10 split: each share within 5 binomial sd of its expectation
     n = int(target.sum())
     assert within(r["[MASK]"][1], n, 0.8) and within(r["unchanged"][1] + r["random token"][1], n, 0.2)
+
+
+def test_pretrain_logs_every_logging_steps_with_the_accuracies_of_that_update(dataset, tok):
+    """logging_steps=2 used to raise IndexError (the callback read log_history[-1] at update 1). The records it
+    keeps are those of a run logging every update: each with its own batch's MLM / NSP accuracy."""
+    from minibert import BertAdam
+    from minibert.training import TrainingArguments
+
+    logs = {}
+    for every in (1, 2):
+        model, small, col, ev = _tiny_pretraining_run(dataset, tok)
+        opt = BertAdam(model.parameters(), lr=1e-3, warmup=0.1, t_total=10)
+        args = TrainingArguments(max_steps=10, num_train_epochs=10, train_batch_size=8, logging_steps=every,
+                                 seed=0, device="cpu", progress=False)
+        logs[every] = P.pretrain(model, small, col, opt, num_steps=10, args=args, eval_batches=ev, eval_every=5)
+    assert logs[2].step == [2, 4, 6, 8, 10] and logs[1].step == list(range(1, 11))
+    every_other = [r for r in logs[1].log_history if "loss" in r and r["step"] % 2 == 0]
+    assert [r for r in logs[2].log_history if "loss" in r] == every_other  # same run, every other record
+    assert logs[2].evals == logs[1].evals and [s for s, _ in logs[2].evals] == [5, 10]
+
+
+def test_held_out_batches_are_not_counted_as_training_batches(dataset, tok):
+    """The held-out forward passes go through the model's hooks too; the training record after an evaluation
+    holds its own batch's accuracy, as in a run without evaluations."""
+    from minibert import BertAdam
+
+    runs = []
+    for eval_batches in (None, "held out"):
+        model, small, col, ev = _tiny_pretraining_run(dataset, tok)
+        opt = BertAdam(model.parameters(), lr=1e-3, warmup=0.1, t_total=6)
+        runs.append(P.pretrain(model, small, col, opt, num_steps=6, batch_size=8, eval_every=2,
+                               eval_batches=ev if eval_batches else None, device="cpu"))
+    assert runs[1].mlm_accuracy == runs[0].mlm_accuracy and runs[1].nsp_accuracy == runs[0].nsp_accuracy
+    assert [s for s, _ in runs[1].evals] == [2, 4, 6] and runs[0].evals == []
+
+
+def test_whole_word_masking_can_choose_word_0():
+    """Word ids from 0, as a tokenizer's word_ids() gives them (None -> -1 at [CLS] and [SEP]): word 0 is a word
+    like the others. [CLS] w0 w1 ##w1 w2 [SEP]: 6 tokens, 15% -> one target a row when the budget is 1."""
+    B = 4000
+    ids = torch.tensor([[101, 10, 11, 12, 13, 102]]).repeat(B, 1)
+    special = torch.tensor([[True, False, False, False, False, True]]).repeat(B, 1)
+    word_ids = torch.tensor([[-1, 0, 1, 1, 2, -1]]).repeat(B, 1)
+    _, labels = P.mask_tokens(ids, special, 200, 103, torch.Generator().manual_seed(0), masked_lm_prob=1 / 3,
+                              word_ids=word_ids)  # budget round(6 / 3) = 2 targets a row
+    t = labels != -100
+    assert not t[:, [0, 5]].any() and torch.equal(t[:, 2], t[:, 3])  # no special; ##w1 goes with w1
+    # words in random order while they fit: w1 (2 pieces) alone, or w0 and w2 together, or w0 or w2 then stop
+    first = t[:, 1]
+    assert within(int(first.sum()), B, 1 / 2), first.float().mean()  # w0 is a target when drawn before w1
+    assert within(int(t[:, 4].sum()), B, 1 / 2)  # as often as w2, the same kind of word
+    with pytest.raises(ValueError, match=r"word_ids\[0, 1\] = -1: a token that is not special needs a word id"):
+        P.mask_tokens(ids[:1], special[:1], 200, 103, word_ids=torch.tensor([[-1, -1, 1, 1, 2, -1]]))
+
+
+def test_pairs_take_their_special_tokens_from_the_tokenizer(docs):
+    other = BertTokenizer(vocab_path("bert-base-uncased"), cls_token="[unused0]", sep_token="[unused1]")
+    inst = P.create_training_instances(docs[:5], 64, 0.1, 1, seed=3, tokenizer=other)
+    assert all(x.tokens[0] == "[unused0]" and x.tokens[-1] == "[unused1]" and x.tokens.count("[unused1]") == 2
+               and "[CLS]" not in x.tokens and "[SEP]" not in x.tokens for x in inst)
+
+
+def test_a_dry_run_evaluates_two_held_out_batches_and_stops_pretraining_early(dataset, tok, monkeypatch):
+    from minibert import BertAdam, runtime
+
+    model, small, col, ev = _tiny_pretraining_run(dataset, tok)
+    batches = P.fixed_batches(small, col, 4)  # 4 batches of 4
+    full = P.evaluate_pretraining(model, batches)
+    first_two = P.evaluate_pretraining(model, batches[:runtime.DRY_RUN_EVAL_BATCHES])
+    monkeypatch.setenv(runtime.DRY_RUN_ENV, "1")
+    assert P.evaluate_pretraining(model, batches) == first_two != full
+    by_input = P.mlm_accuracy_by_input(model, batches, tok.mask_token_id)
+    assert sum(n for _, n in by_input.values()) == first_two["masked_tokens"]
+    hist = P.pretrain(model, small, col, BertAdam(model.parameters(), lr=1e-3), num_steps=10, batch_size=4,
+                      eval_batches=batches, eval_every=5)
+    assert hist.step == [1, 2] and [s for s, _ in hist.evals] == [2]  # the final model is still evaluated

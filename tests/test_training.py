@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minibert.course import checks, widgets
+from minibert import runtime
+from minibert.course import checks, plots, widgets
 from minibert.metrics import accuracy, classification_metrics, confusion_matrix, f1_score, matthews_corrcoef
 from minibert.data import collate, encode_examples
 from minibert.training import (StopTraining, TrainingArguments, evaluate, length_bucketed_batches, load_checkpoint,
@@ -161,8 +162,9 @@ def test_resume_after_a_crash_reproduces_the_loss_curve_exactly(tmp_path):
     resumed = train(resumed_model, feats, quick_args(num_train_epochs=3, save_steps=2, output_dir=str(out)),
                     eval_features=dev, resume_from=out)
     assert resumed.losses == full.losses  # bit-for-bit, the whole curve
-    assert [r["lr"] for r in resumed.state.log_history] == [r["lr"] for r in full.state.log_history]
-    assert resumed.state.eval_history == full.state.eval_history
+    # the whole log, bit for bit: losses, lr, epochs and the dev metrics after each epoch
+    assert resumed.state.log_history == full.state.log_history
+    assert [r["step"] for r in full.state.log_history if "eval_accuracy" in r] == [6, 12, 18]
     for k, v in full_model.state_dict().items():
         assert torch.equal(resumed_model.state_dict()[k], v), k
 
@@ -280,7 +282,7 @@ def test_training_learns_and_evaluates_every_epoch():
     plot = widgets.LivePlot(every=5)
     res = train(fresh_model(), feats, quick_args(num_train_epochs=4, learning_rate=0.1), eval_features=dev,
                 callbacks=[plot])
-    assert [r["epoch"] for r in res.state.eval_history] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in res.state.log_history if "eval_accuracy" in r] == [1, 2, 3, 4]
     assert len(res.state.epoch_times) == 4
     assert np.mean(res.losses[-5:]) < 0.8 * np.mean(res.losses[:5])
     assert res.eval.metrics["accuracy"] > 0.75
@@ -330,6 +332,131 @@ def test_a_callback_can_stop_the_run():
     res = train(fresh_model(), make_features(44), quick_args(), eval_features=make_features(8, seed=3),
                 callbacks=[stop_at_4])
     assert res.state.global_step == 4 and len(res.losses) == 4 and res.eval is not None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One log for every metric, eval_steps, the live plot that draws it
+
+
+def test_eval_steps_log_the_dev_metrics_of_the_model_at_that_update():
+    feats, dev = make_features(44), make_features(20, seed=4)  # 6 updates per epoch, 12 in all
+    seen = {}
+
+    def snapshot(event, state):  # what evaluate() says of the model as it is after this update
+        if event == "step":
+            seen[state.global_step] = evaluate(model, dev, batch_size=5).metrics
+
+    model = fresh_model(dropout=0.2)
+    res = train(model, feats, quick_args(eval_steps=5, evaluate_every_epoch=False, logging_steps=2),
+                eval_features=dev, callbacks=[snapshot])
+    log = res.state.log_history
+    evals = [r for r in log if "eval_accuracy" in r]
+    assert [r["step"] for r in evals] == [5, 10, 12]  # every 5 updates, and the final model
+    for r in evals:
+        assert {k: r[f"eval_{k}"] for k in seen[r["step"]]} == pytest.approx(seen[r["step"]], rel=1e-6)
+    assert evals[0]["epoch"] == pytest.approx(5 / 6) and evals[-1]["epoch"] == 2
+    assert [r["step"] for r in log if "loss" in r] == [2, 4, 6, 8, 10, 12]  # logging_steps=2
+    assert [r["step"] for r in log] == sorted(r["step"] for r in log)  # one log, in the order it happened
+    assert res.eval.metrics == pytest.approx({k[5:]: v for k, v in evals[-1].items() if k.startswith("eval_")})
+    assert model.training  # evaluation gave the train mode back
+
+
+def test_eval_steps_and_epochs_evaluate_an_update_once():
+    feats, dev = make_features(44), make_features(20, seed=4)
+    res = train(fresh_model(), feats, quick_args(eval_steps=3), eval_features=dev)
+    # every 3 updates (3, 6, 9, 12) and every epoch (6, 12): the same model is not scored twice
+    assert [r["step"] for r in res.state.log_history if "eval_accuracy" in r] == [3, 6, 9, 12]
+    with pytest.raises(ValueError, match="eval_steps must be an int >= 1 or None, got 0"):
+        TrainingArguments(eval_steps=0)
+
+
+def test_live_plot_draws_the_keys_it_is_given_from_the_log():
+    feats, dev = make_features(44), make_features(20, seed=4)
+    plot = plots.LivePlot(keys=("loss", "lr", ("eval_accuracy", "eval_loss")), every=4,
+                          baselines={"eval_accuracy": (0.5, "majority")})
+    res = train(fresh_model(), feats, quick_args(eval_steps=4), eval_features=dev, callbacks=[plot])
+    loss_ax, lr_ax, dev_ax = plot.fig.axes
+    log = res.state.log_history
+    assert list(loss_ax.lines[0].get_ydata()) == res.losses and len(loss_ax.lines) == 2  # raw and running mean
+    assert list(lr_ax.lines[0].get_ydata()) == [r["lr"] for r in log if "lr" in r]
+    assert list(dev_ax.lines[0].get_xdata()) == [4, 6, 8, 12] == [r["step"] for r in log if "eval_accuracy" in r]
+    assert list(dev_ax.lines[1].get_ydata()) == [0.5, 0.5]  # the baseline of eval_accuracy
+    assert list(dev_ax.lines[2].get_ydata()) == [r["eval_loss"] for r in log if "eval_loss" in r]
+    assert widgets.LivePlot is plots.LivePlot  # the old import still works
+    means = plots.running_mean([1.0, 3.0, 5.0, 7.0], window=2)
+    assert means.tolist() == [1.0, 2.0, 4.0, 6.0]
+
+
+def test_prepare_training_and_update_step_are_train_without_the_chores():
+    """The parts train() is built from, called by hand: the same updates, bit for bit."""
+    from minibert.training import prepare_training, update_step
+
+    feats = make_features(44)
+    ref = fresh_model(dropout=0.2)
+    res = train(ref, feats, quick_args(num_train_epochs=1, gradient_accumulation_steps=2))
+    model = fresh_model(dropout=0.2)
+    run = prepare_training(model, feats, quick_args(num_train_epochs=1, gradient_accumulation_steps=2))
+    batches = length_bucketed_batches([len(f["input_ids"]) for f in feats], 8, seed=3, epoch=0, bucket_batches=2)
+    losses = [update_step(run, b).item() for b in batches]
+    assert losses == res.losses and run.state.t_total == len(batches) == 6
+    for k, v in ref.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+def test_log_history_continues_an_earlier_run():
+    feats = make_features(24)  # 3 updates per epoch
+    first = train(fresh_model(), feats, quick_args(num_train_epochs=1))
+    second = train(fresh_model(), feats, quick_args(num_train_epochs=2), log_history=first.state.log_history)
+    assert second.state.log_history is first.state.log_history
+    assert [r["step"] for r in second.state.log_history] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert second.state.global_step == 6 and len(second.losses) == 9
+    with pytest.raises(ValueError, match="pass one or the other"):
+        train(fresh_model(), feats, quick_args(), log_history=[], resume_from="somewhere")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Inference loops: eval mode restored; dry run
+
+
+def test_eval_mode_restores_every_module_even_after_an_error():
+    model = fresh_model(dropout=0.5)
+    model.train()
+    model.dropout.eval()  # a part kept in eval mode on purpose (e.g. a frozen encoder)
+    with pytest.raises(RuntimeError, match="boom"):
+        with runtime.eval_mode(model):
+            assert not any(m.training for m in model.modules())
+            raise RuntimeError("boom")
+    assert model.training and model.classifier.training and not model.dropout.training
+    model.eval()
+    evaluate(model, make_features(10))
+    assert not model.training
+
+
+@pytest.fixture
+def dry_run(monkeypatch):
+    monkeypatch.setenv(runtime.DRY_RUN_ENV, "1")
+    runtime._say_dry_run.cache_clear()  # said once per process: once per test here
+    yield
+    runtime._say_dry_run.cache_clear()
+
+
+def test_a_dry_run_stops_training_and_evaluation_early_and_still_saves(dry_run, tmp_path, caplog):
+    feats, dev = make_features(44), make_features(30, seed=4)
+    out = tmp_path / "run"
+    args = quick_args(output_dir=str(out), eval_batch_size=4)
+    with caplog.at_level(logging.WARNING, logger="minibert.runtime"):
+        res = train(fresh_model(), feats, args, eval_features=dev)
+        evaluate(fresh_model(), dev, batch_size=4)
+    assert res.state.global_step == runtime.DRY_RUN_UPDATES == len(res.losses) and res.state.t_total == 12
+    assert len(res.eval.logits) == len(res.eval.labels) == runtime.DRY_RUN_EVAL_BATCHES * 4  # 2 batches of 4
+    assert res.eval.labels.tolist() == [f["label"] for f in dev[:8]]  # the first features, in order
+    said = [r.getMessage() for r in caplog.records if "dry run" in r.getMessage()]
+    assert said == ["dry run (MINIBERT_DRY_RUN=1): training stops after 2 optimizer updates; its figures mean "
+                    "nothing", "dry run (MINIBERT_DRY_RUN=1): evaluation stops after 2 batches; its figures mean "
+                    "nothing"]  # once each, however many loops ran
+    assert load_checkpoint(out)["state"]["global_step"] == 2
+    again = train(fresh_model(seed=5), feats, args, eval_features=dev, resume_from=out)
+    assert again.state.global_step == 4 and load_checkpoint(out)["state"]["global_step"] == 4
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -17,8 +17,7 @@ import torch.nn.functional as F
 
 from minibert import memory
 from minibert.data import collate
-
-IGNORE_INDEX = -100  # labels the losses skip (PyTorch's cross_entropy default)
+from minibert.inputs import IGNORE_INDEX  # labels the losses skip (PyTorch's cross_entropy default)
 
 
 # 01 · greedy longest-match-first WordPiece

@@ -1,81 +1,20 @@
 """Widgets and live plots for the notebooks: a live loss plot, a form for short runs that keeps the table of every
 run (07, 09, 10, 13, 14, 15), an attention explorer (11), the memory knobs (16). ipywidgets, IPython, pandas and
-matplotlib are imported when a widget is built, so minibert itself runs without them."""
+matplotlib are imported when a widget is built, so minibert itself runs without them. The live plot is
+:mod:`minibert.course.plots`' (``widgets.LivePlot`` finds it)."""
 from __future__ import annotations
 
 import numbers
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import torch
 
 from minibert import memory
+from minibert.course.plots import LivePlot  # noqa: F401  (re-exported: notebooks import it from here)
 from minibert.features import TextInput
 from minibert.modeling import BertConfig
-from minibert.training import TrainState
 from minibert.viz import AttentionResult, get_attention, plot_attention
-
-
-class LivePlot:
-    """A callback that redraws the training loss and the dev metrics while a notebook trains.
-
-    ``train(..., callbacks=[LivePlot()])``. Outside a notebook it draws nothing and only keeps the figure.
-    """
-
-    def __init__(self, every: int = 10, metrics: Sequence[str] = ("accuracy", "f1"), figsize=(10, 3.2)):
-        self.every, self.metrics, self.figsize = every, tuple(metrics), figsize
-        self.fig = None
-        self._handle = None
-
-    def __call__(self, event: str, state: TrainState) -> None:
-        if event == "step" and state.global_step % self.every:
-            return
-        self.draw(state)
-
-    def draw(self, state: TrainState):
-        import matplotlib.pyplot as plt
-
-        if self.fig is None:
-            self.fig, _ = plt.subplots(1, 2, figsize=self.figsize)
-            plt.close(self.fig)  # drawn through the display handle only
-        ax_loss, ax_metric = self.fig.axes
-        ax_loss.clear()
-        ax_metric.clear()
-        steps = [r["step"] for r in state.log_history]
-        losses = [r["loss"] for r in state.log_history]
-        ax_loss.plot(steps, losses, lw=0.8, alpha=0.5, label="batch loss")
-        if len(losses) >= 5:
-            w = max(5, len(losses) // 20)
-            smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
-            ax_loss.plot(steps[w - 1:], smooth, lw=1.8, label=f"mean of {w}")
-        ax_loss.set(xlabel="update", ylabel="training loss", title=f"update {state.global_step}/{state.t_total}")
-        ax_loss.legend(loc="upper right", fontsize=8)
-        epochs = [r["epoch"] for r in state.eval_history]
-        for name in self.metrics:
-            values = [r.get(name) for r in state.eval_history]
-            if values and values[0] is not None:
-                ax_metric.plot(epochs, values, marker="o", label=f"dev {name}")
-        ax_metric.set(xlabel="epoch", ylabel="dev metric", title="evaluation")
-        if state.eval_history:
-            ax_metric.legend(loc="lower right", fontsize=8)
-        self.fig.tight_layout()
-        self._show()
-        return self.fig
-
-    def _show(self) -> None:
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-        except ImportError:
-            return
-        if get_ipython() is None:
-            return
-        if self._handle is None:
-            self._handle = display(self.fig, display_id=True)
-        else:
-            self._handle.update(self.fig)
-
 
 
 class RunForm:
