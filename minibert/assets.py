@@ -104,6 +104,11 @@ _RESUME = "lonePatient/BERT-NER-Pytorch/7c938a2ded28d8d379fef1879e07da08df5a1eb8
 DATASETS: dict[str, list[Remote]] = {
     "mrpc": _GLUE_MRPC,  # train/dev/test.tsv are then built exactly as GLUE's download script builds them
     "chnsenticorp": [Remote(f"chnsenticorp/{s}.tsv", f"{_GH}/{_CHNSENTI}/{s}.tsv") for s in ("train", "dev", "test")],
+    # unlabelled text for notebook 10's pre-training (minibert.datasets.read_chnsenticorp_htl)
+    "chnsenticorp_htl": [Remote("chnsenticorp_htl_all/ChnSentiCorp_htl_all.csv",
+                                f"{_GH}/SophonPlus/ChineseNlpCorpus/a0b781d72158bde242c0626c9e354d2b328865ff/datasets/"
+                                "ChnSentiCorp_htl_all/ChnSentiCorp_htl_all.csv",
+                                "1d414b9c65caf3a836abdb4efded621968502ad3338e1a9d885ae131c86083f0")],
     "squad": [
         Remote("squad/dev-v1.1.json", f"{_SQUAD}/dev-v1.1.json",
                "95aa6a52d5d6a735563366753ca50492a658031da74f301ac5238b03966972c9"),

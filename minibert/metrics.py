@@ -318,3 +318,21 @@ def ner_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]
     out: Dict[str, object] = dict(_prf(len(tp), len(pred_set), len(gold_set)))
     out["per_type"] = per_type
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# ROC curve (to draw beside roc_auc)
+
+
+def roc_curve(scores: Sequence[float] | np.ndarray,
+              labels: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates as the threshold falls past each distinct score, from (0, 0) to (1, 1);
+    tied scores move both rates at once, so the trapezoid area under the curve equals :func:`roc_auc`."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels)
+    roc_auc(scores, labels)  # the same checks: 1-D, same length, 0/1 labels with both present, no nan
+    order = np.argsort(-scores, kind="mergesort")
+    s, y = scores[order], labels[order]
+    last = np.r_[s[1:] != s[:-1], True]  # the last row of each run of tied scores
+    tp, fp = np.cumsum(y == 1)[last], np.cumsum(y == 0)[last]
+    return np.r_[0.0, fp / fp[-1]], np.r_[0.0, tp / tp[-1]]
