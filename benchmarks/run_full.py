@@ -19,6 +19,8 @@ time and that peak memory. A notebook that fails is reported with its cell and e
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import re
@@ -61,13 +63,18 @@ PUBLISHED: dict[str, dict[str, Any]] = {
 # ----------------------------------------------------------------------------------------------------------
 
 def notebook_config(path: Path, mode: str = "full") -> dict[str, Any]:
-    """The variables of a notebook's config cell (its first code cell) as ``MINIBERT_MODE=mode`` sets them."""
-    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    """The variables of a notebook's config cell (the code cell opened by ``# Config``, after the Colab setup) as
+    ``MINIBERT_MODE=mode`` sets them; what course.start() prints is dropped."""
+    cells = [c for c in nbformat.read(path, as_version=4).cells
+             if c.cell_type == "code" and c.source.startswith("# Config")]
+    if not cells:
+        raise ValueError(f"{path.name}: no code cell starts with '# Config'")
     saved = os.environ.get(runtime.MODE_ENV)
     os.environ[runtime.MODE_ENV] = mode
     try:
         namespace: dict[str, Any] = {}
-        exec(compile(cells[0].source, f"{path.name} config cell", "exec"), namespace)  # noqa: S102 (our own file)
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(cells[0].source, f"{path.name} config cell", "exec"), namespace)  # noqa: S102 (our file)
     finally:
         if saved is None:
             os.environ.pop(runtime.MODE_ENV, None)
