@@ -135,8 +135,34 @@ def _attention_with(scale=True, mask_axis="keys"):
     return attention
 
 
+def _attention_filling_queries(fill):
+    """A mask written as notebook 03 writes it (masked_fill with finfo.min, or -inf) on the query axis."""
+    def attention(q, k, v, mask=None):
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(mask[:, None, :, None] == 0, fill)
+        probs = scores.softmax(-1)
+        return probs @ v, probs
+    return attention
+
+
 def _layer_with(**mistake):
     return lambda layer, x, mask: checks._layer_variant(layer, x, mask, **mistake)
+
+
+def _layer_filling(axis, fill):
+    """One BertLayer written by hand, its mask filled with ``fill`` on the queries, the keys or nowhere."""
+    def my_layer(layer, x, mask):
+        sa, (B, S, H) = layer.attention.self, x.shape
+        A = sa.num_attention_heads
+        q, k, v = (m(x).view(B, S, A, H // A).transpose(1, 2) for m in (sa.query, sa.key, sa.value))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(H // A)
+        where = {"queries": mask[:, None, :, None] == 0, "keys": mask[:, None, None, :] == 0, "none": None}[axis]
+        scores = scores if where is None else scores.masked_fill(where, fill)
+        context = (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, S, H)
+        h = layer.attention.output.LayerNorm(layer.attention.output.dense(context) + x)
+        return layer.output.LayerNorm(layer.output.dense(F.gelu(layer.intermediate.dense(h))) + h)
+    return my_layer
 
 
 def _mlm_sum(scores, labels):
@@ -313,11 +339,16 @@ WRONG = {
                    r"differs on input 'x{101}'.*expected \['\[UNK\]'\]")],
     "attention": [(_attention_with(scale=False), r"did you scale by sqrt\(d\)\?"),
                   (_attention_with(mask_axis="queries"), "the mask is on the wrong axis"),
-                  (_attention_with(mask_axis="none"), "the padding mask was not applied")],
+                  (_attention_with(mask_axis="none"), "the padding mask was not applied"),
+                  (_attention_filling_queries(torch.finfo(torch.float32).min), "the mask is on the wrong axis"),
+                  (_attention_filling_queries(float("-inf")), r"non-finite .* the mask is on the wrong axis")],
     "bert_layer": [(_layer_with(attention_residual=False), "the residual around attention is missing"),
                    (_layer_with(ffn_residual=False), "the residual around the feed-forward network is missing"),
                    (_layer_with(gelu="tanh"), "tanh GELU"),
-                   (_layer_with(mask_axis="queries"), "the mask is on the wrong axis")],
+                   (_layer_with(mask_axis="queries"), "the mask is on the wrong axis"),
+                   (_layer_filling("queries", torch.finfo(torch.float32).min), "the mask is on the wrong axis"),
+                   (_layer_filling("queries", float("-inf")), r"non-finite .* the mask is on the wrong axis"),
+                   (_layer_filling("none", 0.0), "the padding mask was not applied")],
     "mlm_loss": [(lambda s, y: F.cross_entropy(s.reshape(-1, s.shape[-1]), y.reshape(-1)),
                   r"\[-1 \(2019 style\) marks ignored positions\] your function raised .* both -1 and -100"),
                  (_mlm_sum, "that is the sum"),
@@ -390,6 +421,12 @@ def test_a_typical_wrong_answer_gets_its_cause(name, fn, message):
     with pytest.raises(AssertionError, match=message):
         EXERCISES[name].check(fn)
     assert course.verdict(name, fn).startswith("Not yet: ")
+
+
+@pytest.mark.parametrize("fill", [torch.finfo(torch.float32).min, float("-inf"), -10000.0])
+def test_a_hand_written_layer_masking_the_keys_passes(fill):
+    """The right axis passes with any fill value, so the wrong-axis cases above differ by the axis alone."""
+    checks.check_bert_layer(_layer_filling("keys", fill))
 
 
 def test_the_mistakes_the_checks_recompute_are_really_wrong():

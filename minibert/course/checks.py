@@ -143,19 +143,30 @@ def _attention_mistakes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     d = q.shape[-1]
     raw = q @ k.transpose(-1, -2)
     keys = 0.0 if mask is None else (1.0 - mask[:, None, None, :].float()) * -10000.0
-    queries = 0.0 if mask is None else (1.0 - mask[:, None, :, None].float()) * -10000.0
     out = {"did you scale by sqrt(d)? The scores are q k^T / sqrt(head_dim)": (raw + keys).softmax(-1),
            "you divided the scores by d; divide by sqrt(d)": (raw / d + keys).softmax(-1),
            "softmax over the wrong axis: each query's row (the keys, dim=-1) must sum to 1":
                (raw / math.sqrt(d) + keys).softmax(-2)}
     if mask is not None:
-        out["the padding mask was not applied: add -10000 (or -inf) to the scores of padding keys "
-            "before the softmax"] = (raw / math.sqrt(d)).softmax(-1)
-        out["the mask is on the wrong axis: it must hide padding KEYS (columns), mask[:, None, None, :], "
-            "not queries (rows)"] = (raw / math.sqrt(d) + queries).softmax(-1)
         out["multiplying the scores by the mask is not masking (a score of 0 still gets weight exp(0)); add "
             "-10000 to padding keys' scores"] = (raw / math.sqrt(d) * mask[:, None, None, :]).softmax(-1)
     return out
+
+
+def _mask_mistake(got: Any, no_mask: torch.Tensor, mask: torch.Tensor | None, real: torch.Tensor,
+                  atol: float) -> str:
+    """Tell "no mask" from "a mask on the query axis". A mask on the queries adds one constant to a whole row of
+    scores, which the softmax ignores: real tokens' rows are then exactly those without a mask, whatever the
+    constant (-10000, finfo.min, -inf). The padding queries' rows tell the two apart: unchanged without a mask,
+    changed (or NaN) by a mask on the wrong axis. ``real`` selects the real tokens' rows of ``got``."""
+    if mask is None or not (isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(no_mask.shape)):
+        return ""
+    if not _close(got[real], no_mask[real], 1e-4):  # the real tokens' rows do hide the padding keys
+        return ""
+    if _close(got[~real], no_mask[~real], atol):
+        return " - the padding mask was not applied: add -10000 (or finfo.min) to the scores of padding keys"
+    return (" - the mask is on the wrong axis: it must hide padding keys (columns), mask[:, None, None, :], "
+            "not queries (rows), mask[:, None, :, None]")
 
 
 def check_attention(fn: Callable[..., Any], atol: float = 1e-5) -> None:
@@ -175,7 +186,10 @@ def check_attention(fn: Callable[..., Any], atol: float = 1e-5) -> None:
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
             raise AssertionError(f"[{case}] fn must return (context, probs), got {type(out).__name__}")
         ctx, probs = reference_attention(q, k, v, mask)
-        hint = _which_mistake(out[1], _attention_mistakes(q, k, v, mask), 1e-4)
+        hint = "" if mask is None else _mask_mistake(
+            out[1], (q @ k.transpose(-1, -2) / math.sqrt(d)).softmax(-1), mask, mask.bool()[:, None, :, None]
+            .expand(b, h, s, s), atol)
+        hint = hint or _which_mistake(out[1], _attention_mistakes(q, k, v, mask), 1e-4)
         _tensor_difference(f"[{case}] probs", out[1], probs, atol, hint)
         _tensor_difference(f"[{case}] context", out[0], ctx, atol, " - the context is probs @ v")
 
@@ -214,8 +228,6 @@ _LAYER_MISTAKES = {
         dict(ffn_residual=False),
     "tanh GELU: BERT's checkpoints use the exact erf GELU, F.gelu(x) (not approximate='tanh')": dict(gelu="tanh"),
     "ReLU instead of GELU: the feed-forward network uses F.gelu": dict(gelu="relu"),
-    "the mask is on the wrong axis: it must hide padding keys, mask[:, None, None, :]": dict(mask_axis="queries"),
-    "the padding mask was not applied to the scores": dict(mask_axis="none"),
     "did you scale the scores by 1/sqrt(head_dim)?": dict(scale=False),
     "the heads are split wrongly: view(batch, seq, heads, head_dim).transpose(1, 2), and back the same way":
         dict(heads="wrong"),
@@ -237,8 +249,21 @@ def check_bert_layer(fn: Callable[..., Any], atol: float = 1e-5) -> None:
         mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
         expected, _ = layer(x, extended_attention_mask(mask, x.dtype))
         got = _call(fn, layer, x.clone(), mask.clone())
-        mistakes = {hint: _layer_variant(layer, x, mask, **kw) for hint, kw in _LAYER_MISTAKES.items()}
-    _tensor_difference("layer output", got, expected, atol, _which_mistake(got, mistakes, 1e-4))
+        hint = _layer_mistake(got, layer, x, mask, atol)
+    _tensor_difference("layer output", got, expected, atol, hint)
+
+
+def _layer_mistake(got: Any, layer: nn.Module, x: torch.Tensor, mask: torch.Tensor, atol: float) -> str:
+    """The hint of the classic mistake ``got`` reproduces, judged on the real tokens (a mask on the query axis
+    only changes the padding's rows: see ``_mask_mistake``), '' when none does."""
+    real = mask.bool()
+    if not (isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(x.shape)):
+        return ""
+    hint = _mask_mistake(got, _layer_variant(layer, x, mask, mask_axis="none"), mask, real, atol)
+    if hint:
+        return hint
+    mistakes = {hint: _layer_variant(layer, x, mask, **kw)[real] for hint, kw in _LAYER_MISTAKES.items()}
+    return _which_mistake(got[real], mistakes, 1e-4)
 
 # ----------------------------------------------------------------------------------------------------------
 # 04 masked LM loss
