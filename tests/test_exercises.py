@@ -239,6 +239,18 @@ def _auc_pairwise(tie):
     return auc
 
 
+def _auc_ordinal_ranks(scores, labels):  # ties broken by position instead of sharing their mean rank
+    ranks = np.empty(len(scores))
+    ranks[np.argsort(scores, kind="stable")] = np.arange(1, len(scores) + 1)
+    p = int(labels.sum())
+    return float((ranks[labels == 1].sum() - p * (p + 1) / 2) / (p * (len(labels) - p)))
+
+
+def _entropy_over_queries(attn, mask):  # sums each column (a key over the queries) instead of each row
+    per_key = -(attn * attn.clamp_min(1e-30).log()).sum(-2)
+    return (per_key * mask.float()[None, :, None, :]).sum((1, 3)) / mask.sum()
+
+
 def _best_span_without(rule):
     def best(start_logits, end_logits, window, n_best_size, max_answer_length):
         spans, is_max, n = window.token_spans, window.token_is_max_context, len(window.token_spans)
@@ -380,9 +392,14 @@ WRONG = {
                     (_collate_mask_all_ones, "the mask is 1 on every real token and 0 on the padding")],
     "attention_entropy": [(_entropy_no_clamp, "nan: 0 \\* log\\(0\\) must count as 0"),
                           (_entropy_all_queries, "averaged over padding queries too"),
-                          (lambda a, m: solutions.attention_entropy(a, m) / math.log(2), r"in bits \(log2\)")],
+                          (lambda a, m: solutions.attention_entropy(a, m) / math.log(2), r"in bits \(log2\)"),
+                          (lambda a, m: -solutions.attention_entropy(a, m), "the sign is flipped"),
+                          (_entropy_over_queries, r"you summed over the queries \(dim -2\)")],
     "roc_auc": [(_auc_pairwise(0.0), "ties count 0 in your AUC"), (_auc_pairwise(1.0), "ties count 1 in your AUC"),
-                (lambda s, y: 1 - roc_auc(s, y), "that is 1 - AUC")],
+                (lambda s, y: 1 - roc_auc(s, y), "that is 1 - AUC"),
+                (_auc_ordinal_ranks, "tied scores got different ranks"),
+                (lambda s, y: roc_auc(s, y) - 1 / (len(y) - y.sum()), "your ranks start at 0"),
+                (lambda s, y: roc_auc(s, y) + (y.sum() + 1) / (2 * (len(y) - y.sum())), r"subtract P\(P\+1\)/2")],
     "best_span": [(_best_span_without("argmax"), r"\[end before start\] .* it ends \(token 8\) before it starts"),
                   (_best_span_without("max context"), "has its max context in another window"),
                   (lambda *args: (lambda span: span and (span[0], span[1] + 1))(solutions.best_span(*args)),

@@ -617,6 +617,12 @@ def check_attention_entropy(fn: Callable[[torch.Tensor, torch.Tensor], torch.Ten
                     "the batch at once (a long sentence counts more)")
         elif np.allclose(got, expected / math.log(2), atol=1e-5):
             hint = " - that is in bits (log2): use the natural log (nats), as head_statistics does"
+        elif np.allclose(got, -expected, atol=1e-5):
+            hint = " - the sign is flipped: entropy is -sum_j p_j log p_j, never negative"
+        elif np.allclose(got, ((-(attn.double() * attn.double().clamp_min(1e-30).log()).sum(-2) * m).sum(-1)
+                               / mask.sum()).sum(1).numpy(), atol=1e-5):
+            hint = (" - you summed over the queries (dim -2): each row attn[..., i, :] is query i's distribution "
+                    "over the keys, so sum over the last dim")
         else:
             hint = " (entropy is -sum_j p_j log p_j over keys, averaged over real queries of every sentence)"
         raise AssertionError(f"layer {layer} head {head}: expected {expected[layer, head]:.5f}, "
@@ -629,6 +635,18 @@ def check_attention_entropy(fn: Callable[[torch.Tensor, torch.Tensor], torch.Ten
 def _pairwise_auc(s: np.ndarray, y: np.ndarray, tie: float) -> float:
     pos, neg = s[y == 1][:, None], s[y == 0][None, :]
     return float(((pos > neg) + tie * (pos == neg)).mean())
+
+
+def _rank_auc(s: np.ndarray, y: np.ndarray, average_ties: bool = True, first_rank: int = 1,
+              subtract: bool = True) -> float:
+    """The rank formula of the AUC, or one of its typical slips (ordinal ranks, ranks from 0, no P(P+1)/2)."""
+    ranks = np.empty(len(s))
+    ranks[np.argsort(s, kind="stable")] = np.arange(first_rank, len(s) + first_rank)
+    if average_ties:
+        for value in np.unique(s):
+            ranks[s == value] = ranks[s == value].mean()
+    p = int((y == 1).sum())
+    return float((ranks[y == 1].sum() - (p * (p + 1) / 2 if subtract else 0)) / (p * (len(y) - p)))
 
 
 def check_roc_auc(fn: Callable[[np.ndarray, np.ndarray], float]) -> None:
@@ -656,6 +674,13 @@ def check_roc_auc(fn: Callable[[np.ndarray, np.ndarray], float]) -> None:
                 hint = " - ties count 0 in your AUC: a tie between a positive and a negative counts 1/2"
             elif abs(got - _pairwise_auc(s, y, 1.0)) < 1e-9:
                 hint = " - ties count 1 in your AUC: a tie between a positive and a negative counts 1/2"
+            elif abs(got - _rank_auc(s, y, average_ties=False)) < 1e-9:
+                hint = " - tied scores got different ranks: give every tied score the mean of the ranks they span"
+            elif abs(got - _rank_auc(s, y, first_rank=0)) < 1e-9:
+                hint = " - your ranks start at 0: the lowest score has rank 1"
+            elif abs(got - _rank_auc(s, y, subtract=False)) < 1e-9:
+                hint = (" - an AUC lies in [0, 1]: subtract P(P+1)/2 (the positives' rank sum if they all scored "
+                        "lowest) before dividing by P N")
             else:
                 hint = ""
             raise AssertionError(f"case {name!r}: expected AUC {expected:.6f}, got {got:.6f} "
