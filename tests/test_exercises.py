@@ -58,7 +58,7 @@ def test_every_entry_names_a_notebook_and_a_stub_shaped_like_its_solution():
         assert stub_params == solution_params, (name, stub_params, solution_params)
         assert exercise.solution.__module__ == solutions.__name__
     covered = {e.notebook[:2] for e in EXERCISES.values()}
-    assert covered == {f"{i:02d}" for i in range(1, 18)}, f"notebooks without an exercise: {covered}"
+    assert covered == {f"{i:02d}" for i in range(0, 18)}, f"notebooks without an exercise: {covered}"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -343,7 +343,18 @@ def _raise(err):
     return fn
 
 
+def _count_without(part: str):
+    """A parameter count that forgets one part (the pooler, the biases, ...)."""
+    def count(config):
+        return checks._count_without(config, part)
+    return count
+
+
 WRONG = {
+    "parameter_count": [(_count_without("pooler"), r"BERT-Base: .* - the pooler"),
+                        (_count_without("biases"), "every linear layer has a bias too"),
+                        (_count_without("LayerNorms"), "each LayerNorm has a weight and a bias"),
+                        (lambda c: float(solutions.parameter_count(c)), "return the number of weights as an int")],
     "basic_tokenizer": [(str.split, r"differs on input ' \\tHeLLo!how"),
                         (lambda text: solutions.basic_tokenize(text, lower=False), r"differs on input ' \\tHeLLo")],
     "wordpiece": [(_wordpiece_shortest_first, r"differs on input 'unaffable': got \['u', '##n'"),

@@ -58,6 +58,54 @@ def _which_mistake(got: Any, mistakes: Mapping[str, torch.Tensor], atol: float) 
 
 
 # ----------------------------------------------------------------------------------------------------------
+# 00 BERT's size
+# ----------------------------------------------------------------------------------------------------------
+
+def _count_without(config: BertConfig, part: str) -> int:
+    """The parameter count with one typical omission (a known wrong answer)."""
+    H, FF, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    full = memory.parameter_count(config, num_labels=None)
+    missing = {"pooler": H * H + H,
+               "biases": L * (4 * H + FF + H) + H,
+               "LayerNorms": 2 * H * (2 * L + 1),
+               "position and segment embeddings": (config.max_position_embeddings + config.type_vocab_size) * H,
+               "one attention projection": L * (H * H + H)}
+    return full - missing[part]
+
+
+def check_parameter_count(fn: Callable[[BertConfig], int]) -> None:
+    """Check a learner's ``fn(config) -> number of weights of BertModel`` (pooler included) against
+    :func:`minibert.memory.parameter_count`, itself tested against ``BertModel(config).parameters()``."""
+    configs = {"BERT-Base": BertConfig(),
+               "BERT-Large": BertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                        intermediate_size=4096),
+               "all-MiniLM-L6-v2": BertConfig(hidden_size=384, num_hidden_layers=6, intermediate_size=1536),
+               "a tiny BERT (H=32, 2 layers, vocab 100)": BertConfig(vocab_size=100, hidden_size=32,
+                                                                     num_hidden_layers=2, num_attention_heads=2,
+                                                                     intermediate_size=37,
+                                                                     max_position_embeddings=64)}
+    hints = {"pooler": "the pooler (a dense layer H x H + H on [CLS]) is part of BertModel",
+             "biases": "every linear layer has a bias too",
+             "LayerNorms": "each LayerNorm has a weight and a bias of H values (one after the embeddings, two "
+                           "per layer)",
+             "position and segment embeddings": "the embeddings are tokens + positions (max_position_embeddings) "
+                                                "+ segments (type_vocab_size)",
+             "one attention projection": "attention has four H x H projections: query, key, value and output"}
+    for name, config in configs.items():
+        want = memory.parameter_count(config, num_labels=None)
+        got = _call(fn, config, case=name)
+        if isinstance(got, torch.Tensor):
+            got = got.item()
+        if not isinstance(got, (int, np.integer)) or isinstance(got, bool):
+            raise AssertionError(f"{name}: your function returned {got!r} ({type(got).__name__}); return the "
+                                 "number of weights as an int")
+        if got != want:
+            hint = next((f" - {h}" for part, h in hints.items() if got == _count_without(config, part)), "")
+            raise AssertionError(f"{name}: your function returned {got:,}, expected {want:,} "
+                                 f"(off by {got - want:+,}){hint}")
+
+
+# ----------------------------------------------------------------------------------------------------------
 # 01 tokenizer: basic tokenization and WordPiece
 # ----------------------------------------------------------------------------------------------------------
 

@@ -43,6 +43,8 @@ class Exercise:
 
 
 _ALL = [
+    Exercise("parameter_count", "00_setup", "def my_parameter_count(config):",
+             checks.check_parameter_count, solutions.parameter_count),
     Exercise("basic_tokenizer", "01_tokenizer", "def basic_tokenize(text, lower=True):",
              checks.check_basic_tokenizer, solutions.basic_tokenize),
     Exercise("wordpiece", "01_tokenizer", "def my_wordpiece(word, vocab):",

@@ -20,6 +20,18 @@ from minibert.data import collate
 from minibert.inputs import IGNORE_INDEX  # labels the losses skip (PyTorch's cross_entropy default)
 
 
+# 00 · BERT's size from its config
+def parameter_count(config) -> int:
+    """The weights of BertModel (pooler included) from a BertConfig: every matrix and every bias."""
+    H, FF, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    embeddings = (config.vocab_size + config.max_position_embeddings + config.type_vocab_size) * H
+    embeddings += 2 * H  # the embeddings' LayerNorm: a weight and a bias per dimension
+    attention = 4 * (H * H + H) + 2 * H  # query, key, value and output projections, then a LayerNorm
+    feed_forward = (H * FF + FF) + (FF * H + H) + 2 * H  # H -> FF, FF -> H, then a LayerNorm
+    pooler = H * H + H  # the dense layer on [CLS] that BertModel returns as its pooled output
+    return embeddings + L * (attention + feed_forward) + pooler
+
+
 # 01 · greedy longest-match-first WordPiece
 def wordpiece(word: str, vocab: dict[str, int], unk: str = "[UNK]", max_chars: int = 100) -> list[str]:
     if len(word) > max_chars:
