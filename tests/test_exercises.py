@@ -260,7 +260,8 @@ def _best_span_without(rule):
         for s in range(n):
             for e in range(n):
                 too_long = e - s > max_answer_length if rule == "off by one" else e - s + 1 > max_answer_length
-                if spans[s] is None or spans[e] is None or e < s or too_long:
+                outside = spans[s] is None or (spans[e] is None and rule != "paragraph")
+                if outside or e < s or too_long:
                     continue
                 if rule != "max context" and not is_max[s]:
                     continue
@@ -413,6 +414,8 @@ WRONG = {
                 (lambda s, y: roc_auc(s, y) + (y.sum() + 1) / (2 * (len(y) - y.sum())), r"subtract P\(P\+1\)/2")],
     "best_span": [(_best_span_without("argmax"), r"\[end before start\] .* it ends \(token 8\) before it starts"),
                   (_best_span_without("max context"), "has its max context in another window"),
+                  (_best_span_without("paragraph"), r"\[the highest end logit is the final \[SEP\], after the "
+                                                    r"paragraph\] .* its end, token 17, is not in the paragraph"),
                   (lambda *args: (lambda span: span and (span[0], span[1] + 1))(solutions.best_span(*args)),
                    r"ends one token late: the end is inclusive"),
                   (_best_span_without("off by one"), r"it is 6 tokens long \(end - start \+ 1\), more than "

@@ -891,6 +891,8 @@ def check_best_span(fn: Callable[..., Any]) -> None:
     case(f"too long: the best pair spans {max_len + 1} tokens (max_answer_length={max_len})",
          {"start": {c + 3: 10, c + 6: 6}, "end": {c + 3 + max_len: 10, c + 7: 6}})
     case("no valid span: every paragraph token has its max context elsewhere", {}, not_max=range(n_context))
+    case("the highest end logit is the final [SEP], after the paragraph",
+         {"start": {c + 9: 8}, "end": {offset + n_context: 12, c + 10: 5}})
 
     for name, start, end, window in cases:
         expected = _reference_span(start, end, window, 20, max_len)
