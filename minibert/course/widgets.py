@@ -198,54 +198,6 @@ def memory_explorer(show: Callable[..., None], config: BertConfig, memory_bytes:
     return w.interactive(show, **memory_sliders(config, memory_bytes, seq_len, batch_size))
 
 
-class TrainingForm:
-    """An ipywidgets form for the knobs a learner turns (lr, epochs, batch, max length, warmup, precision) and
-    a Train button that calls ``on_train(**values)`` with its output shown under the form.
-
-    Callbacks do not run in CI, so notebooks also call ``on_train(**form.values())`` in a plain cell.
-    :class:`RunForm` supersedes it (a seed and subset knob, a table of runs); kept until 09 moves to RunForm.
-    """
-
-    def __init__(self, on_train: Callable[..., Any], learning_rate: float = 2e-5, num_train_epochs: int = 3,
-                 train_batch_size: int = 32, max_seq_length: int = 128, warmup_proportion: float = 0.1,
-                 precision: str = "auto"):
-        import ipywidgets as w
-
-        self.on_train, self.result = on_train, None
-        style = {"description_width": "150px"}
-        self.widgets = {
-            "learning_rate": w.FloatLogSlider(value=learning_rate, base=10, min=-6, max=-2, step=0.1,
-                                              readout_format=".1e", description="learning rate", style=style),
-            "num_train_epochs": w.IntSlider(value=num_train_epochs, min=1, max=10, description="epochs",
-                                            style=style),
-            "train_batch_size": w.Dropdown(options=sorted({8, 16, 32, 64, train_batch_size}),
-                                           value=train_batch_size, description="batch size", style=style),
-            "max_seq_length": w.Dropdown(options=sorted({32, 64, 128, 256, 512, max_seq_length}),
-                                         value=max_seq_length, description="max sequence length", style=style),
-            "warmup_proportion": w.FloatSlider(value=warmup_proportion, min=0.0, max=0.5, step=0.05,
-                                               description="warmup proportion", style=style),
-            "precision": w.Dropdown(options=["auto", "fp32", "bf16", "fp16"], value=precision,
-                                    description="precision", style=style),
-        }
-        self.button = w.Button(description="Train", button_style="primary", icon="play")
-        self.output = w.Output()
-        self.button.on_click(self._clicked)
-        self.box = w.VBox([*self.widgets.values(), self.button, self.output])
-
-    def values(self) -> dict[str, Any]:
-        return {k: v.value for k, v in self.widgets.items()}
-
-    def _clicked(self, _button: Any) -> None:
-        self.output.clear_output()
-        with self.output:
-            self.result = self.on_train(**self.values())
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.box)
-
-
 def attention_explorer(model: torch.nn.Module, tokenizer: Any, texts: Sequence[TextInput],
                        max_seq_length: int = 128, layer: int | None = None, head: int | None = None) -> Any:
     """Dropdown for the sentence, sliders for layer and head; redraws the offline heat map on every change.
