@@ -78,7 +78,6 @@ class RunForm:
         metrics = {k: v for k, v in result.items() if isinstance(v, (numbers.Number, str, bool))}
         self.runs.append({"run": len(self.runs) + 1, **values, **metrics, "seconds": round(seconds, 1)})
         self.last = result
-        self._show_table()
         return result
 
     def table(self):
@@ -128,6 +127,7 @@ class RunForm:
         try:
             with self._output:  # a failed run shows its traceback here, under the form
                 self.run_once()
+            self._show_table()  # a press updates the form's own table; run_once() in a cell shows nothing twice
         finally:
             self._button.disabled, self._button.description = False, "Run"
 
