@@ -221,8 +221,9 @@ SCHEDULES: dict[Any, type[LRSchedule]] = {
 
 
 def warmup_linear_v040(x: float, warmup: float = 0.002) -> float:
-    """The schedule of pytorch-pretrained-bert <= 0.4: `1 - x` after warmup, which goes *negative* past t_total
-    (the lr flips sign and the optimizer climbs the loss). Kept only to demonstrate the t_total pitfall."""
+    """`warmup_linear` of pytorch-pretrained-bert 0.4.0 to 0.6.1 (only 0.6.2 clamps at 0): `1 - x` after warmup,
+    which goes *negative* past t_total (the lr flips sign and the optimizer climbs the loss). Kept only to
+    demonstrate the t_total pitfall."""
     if x < warmup:
         return x / warmup
     return 1.0 - x

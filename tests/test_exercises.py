@@ -180,6 +180,11 @@ def _masking_labels_everywhere(ids, special, vocab_size, mask_id, g):
     return inputs, ids.clone()
 
 
+def _masking_labels_at_every_real_token(ids, special, vocab_size, mask_id, g):
+    inputs, _ = solutions.mask_tokens(ids, special, vocab_size, mask_id, g)
+    return inputs, ids.masked_fill(special, -100)  # specials skipped, but every other position labelled
+
+
 def _masking_in_place(ids, special, vocab_size, mask_id, g):
     inputs, labels = solutions.mask_tokens(ids, special, vocab_size, mask_id, g)
     ids[labels != -100] = mask_id
@@ -195,6 +200,12 @@ def _bertadam_in_place(p, grad, m, v, lr, b1, b2, e, weight_decay, max_grad_norm
     new_p, new_m, new_v = solutions.bertadam_step(p, grad, m, v, lr, b1, b2, e, weight_decay, max_grad_norm)
     m.copy_(new_m)
     return new_p, new_m, new_v
+
+
+def _bertadam_in_place_p(p, grad, m, v, lr, b1, b2, e, weight_decay, max_grad_norm):
+    new_p, new_m, new_v = solutions.bertadam_step(p, grad, m, v, lr, b1, b2, e, weight_decay, max_grad_norm)
+    p.sub_(p - new_p)  # p -= lr * update, as torch optimizers do on parameters
+    return p, new_m, new_v
 
 
 def _train_steps_without(skip):
@@ -379,11 +390,13 @@ WRONG = {
                  (_mlm_mean_of_rows, "a row with nothing labelled gives 0/0")],
     "masking": [(_masking_labels_everywhere, r"labels are set at 100% of the positions"),
                 (lambda ids, sp, V, m, g: solutions.mask_tokens(ids, torch.zeros_like(sp), V, m, g), "special token"),
+                (_masking_labels_at_every_real_token, r"labels are set at 97% of the positions"),
                 (_masking_in_place, "changed its input in place")],
     "bertadam_step": [(_bertadam("bias correction"), "BertAdam has no bias correction"),
                       (_bertadam("eps inside sqrt"), "epsilon goes outside the square root"),
                       (_bertadam("L2 in the gradient"), "not to the gradient"),
-                      (_bertadam_in_place, "modified its input m in place")],
+                      (_bertadam_in_place, "modified its input m in place"),
+                      (_bertadam_in_place_p, "modified its input p in place")],
     "pretraining_loss": [(lambda s, n, y, ny: solutions.mlm_loss(s, y), "MLM loss alone"),
                          (lambda s, n, y, ny: F.cross_entropy(s.reshape(-1, s.shape[-1]), y.reshape(-1))
                           + F.cross_entropy(n, ny), r"your function raised .*-1 \(2019 style\)")],
