@@ -311,6 +311,11 @@ def _iob(mistake):
     return convert
 
 
+def _iob_previous_input(tags):
+    """The wrap-around slip: the tag before word i read as tags[i - 1], which is the last tag when i = 0."""
+    return [("B-" + t[2:] if t.startswith("I-") and tags[i - 1][2:] != t[2:] else t) for i, t in enumerate(tags)]
+
+
 def _static(mistake):
     def static(num_parameters, optimizer):
         per = {"values": 1, "bytes": 4}["values" if mistake == "values" else "bytes"]
@@ -439,7 +444,8 @@ WRONG = {
                      (_choices("four"), r"on case: 3 choices - read the number of choices from input_ids.shape")],
     "iob1_to_iob2": [(_iob("every I"), r"tag 1 is 'B-ORG', expected 'I-ORG' \(an I-ORG after B-ORG continues"),
                      (_iob("after O only"), r"tag 2 is 'I-LOC', expected 'B-LOC' \(an I-LOC after B-PER starts a new "
-                                            "entity of another type")],
+                                            "entity of another type"),
+                     (_iob_previous_input, r"tag 0 is 'I-LOC', expected 'B-LOC' .*tags\[i - 1\] at i = 0 is the last")],
     "static_bytes": [(_static("values"), "that counts values, not bytes"),
                      (_static("one moment"), r"optimizer_state: .* \(m and v: two fp32 values per weight\)")],
     "ffn_activation_bytes": [(lambda b, s, h, i: 4 * (b * s * h + b * s * i), "the GELU keeps its input too"),

@@ -985,6 +985,7 @@ _IOB1_CASES = {
     "B- after I- of the same type: two adjacent entities": ["I-PER", "B-PER", "I-PER", "O"],
     "a type switch with no O between": ["O", "I-PER", "I-LOC", "I-LOC"],
     "I- after O, twice": ["I-MISC", "O", "I-MISC", "O"],
+    "a sentence that starts and ends inside an entity": ["I-LOC", "O", "I-LOC"],
     "a trailing I-": ["O", "O", "I-MISC"],
     "only O": ["O", "O", "O"],
     "an empty sentence": [],
@@ -1015,6 +1016,8 @@ def check_iob1_to_iob2(fn: Callable[[list[str]], list[str]]) -> None:
                 rule = f"a B-{b[2:]} in IOB1 already starts a new entity: keep it"
             elif b.startswith("B-") and (prev == "O" or i == 0):
                 rule = f"an I-{b[2:]} {where} starts an entity: B-{b[2:]}"
+                if i == 0 and len(tags) > 1 and tags[-1][2:] == b[2:]:
+                    rule += "; nothing comes before the first tag (tags[i - 1] at i = 0 is the last tag)"
             elif b.startswith("B-"):
                 rule = f"an I-{b[2:]} {where} starts a new entity of another type: B-{b[2:]}"
             elif b.startswith("I-"):
