@@ -397,15 +397,18 @@ def count_saved_bytes(model: nn.Module, batch: Mapping[str, torch.Tensor],
 
 # google-research/bert README, "Out-of-memory issues": BERT-Base, max batch on a 12 GB Titan X, TF 1.11, fp32,
 # Adam, by max_seq_length. The batches were found by trial and are round: 6 at 512 holds fewer tokens than
-# 12 at 384, which no memory model whose cost grows with length can give, so read them as "this fit".
+# 12 at 384 (a cost per token that grows with length explains part of it; minibert's model predicts that 7 x 512
+# still costs less than 12 x 384), so read them as "this fit".
 GOOGLE_12GB_BERT_BASE = {64: 64, 128: 32, 256: 16, 320: 14, 384: 12, 512: 6}
 TITAN_X_BYTES = 12 * GiB  # 12288 MiB
 
 # What the tables assume beyond the bytes in live tensors. PyTorch: the CUDA context and cuBLAS workspace take
 # about 0.5 GiB before the model, and the caching allocator holds ~10% more than the live tensors (rounding to
-# blocks, fragmentation). TF 1.11 (Google's table): one factor fitted to the table; its graph saves about 2.25x
-# what minibert does (LayerNorm and GELU as chains of small ops, each keeping its input, float dropout masks,
-# the BFC allocator's power-of-two bins), with the same 0.5 GiB reserved.
+# blocks, fragmentation). TF 1.11 (Google's table): one factor of 2.25 on the whole peak, fitted to the BERT-Base
+# rows only (LayerNorm and GELU as chains of small ops, each keeping its input, float dropout masks, the BFC
+# allocator's bins), with the same 0.5 GiB reserved. A curve fit, and a poor one beyond Base: it leaves no room
+# for BERT-Large's 5.4 GB of static bytes (batch 0 at every length, where Google ran 12/6/2/1/0/0). Notebook 16
+# fits the static bytes and the activations separately, to both of Google's tables.
 PYTORCH_ALLOCATOR = {"reserved_bytes": GiB // 2, "fragmentation": 1.10}
 TF2018_ALLOCATOR = {"reserved_bytes": GiB // 2, "fragmentation": 2.25}
 
