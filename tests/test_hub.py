@@ -165,7 +165,7 @@ def test_describe_checkpoint_says_where_it_came_from(hub, tmp_path):
 
 def test_every_download_is_pinned_by_a_digest_or_a_commit():
     remotes = [r for rs in assets.DATASETS.values() for r in rs]
-    assert len(remotes) == 31 and all(r.pinned for r in remotes), [r.url for r in remotes if not r.pinned]
+    assert len(remotes) == 32 and all(r.pinned for r in remotes), [r.url for r in remotes if not r.pinned]
     for remote in remotes:  # a URL at a commit names one: 40 hex digits
         assert remote.sha256 or re.search(r"/[0-9a-f]{40}/", remote.url)
     assert not assets.Remote("x", "https://example.org/main/x.txt").pinned
@@ -178,7 +178,7 @@ def test_the_pinned_digests_are_those_of_the_course_data():
         if (data / remote.path).is_file():
             assert hashlib.sha256((data / remote.path).read_bytes()).hexdigest() == remote.sha256, remote.path
             checked += 1
-    assert checked == 12  # 3 MRPC, 2 SQuAD, SWAG's sample, 5 vocab, Google's sample text; not full mode's
+    assert checked == 13  # 3 MRPC, 2 SQuAD, SWAG's sample, 5 vocab, Google's sample text, the hotel reviews
 
 
 def test_a_file_that_does_not_match_its_pin_is_removed_and_refused(tmp_path, monkeypatch):
