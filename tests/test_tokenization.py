@@ -474,18 +474,7 @@ def test_check_wordpiece_accepts_a_correct_function_and_names_the_first_differen
     vocab = T.load_vocab(UNCASED)
     assert checks.check_wordpiece(lambda w, v: WordpieceTokenizer(v).tokenize_word(w), vocab) >= 20
 
-    def shortest_first(word, vocab):  # a classic bug: shortest match instead of longest
-        pieces, start = [], 0
-        while start < len(word):
-            for end in range(start + 1, len(word) + 1):
-                piece = word[start:end] if start == 0 else "##" + word[start:end]
-                if piece in vocab:
-                    break
-            else:
-                return ["[UNK]"]
-            pieces.append(piece)
-            start = end
-        return pieces
+    from test_exercises import _wordpiece_shortest_first as shortest_first  # a classic bug: shortest match first
 
     expected = r"differs on input 'unaffable': got \['u', '##n', '##a'.*expected \['una', '##ffa', '##ble'\]"
     with pytest.raises(AssertionError, match=expected):
