@@ -55,7 +55,7 @@ def run_transformers(args, folder, train_f, dev_f, classifier_init, pad_token_id
     from minibert.runtime import set_seed
     from minibert.data import collate
     from minibert.optimization import optimizer_grouped_parameters
-    from minibert.training import _loss_of, evaluate, length_bucketed_batches, num_update_steps
+    from minibert.training import loss_of, evaluate, length_bucketed_batches, num_update_steps
 
     torch.manual_seed(args.seed)
     transformers.logging.set_verbosity_error()
@@ -77,7 +77,7 @@ def run_transformers(args, folder, train_f, dev_f, classifier_init, pad_token_id
     for epoch in range(args.epochs):
         t0 = time.perf_counter()
         for batch in length_bucketed_batches(lengths, args.batch_size, args.seed, epoch):
-            loss = _loss_of(model(**collate([train_f[i] for i in batch], pad_token_id=pad_token_id)))
+            loss = loss_of(model(**collate([train_f[i] for i in batch], pad_token_id=pad_token_id)))
             loss.backward()
             if scheduler is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -441,7 +441,9 @@ def _skip_nonfinite(state: TrainState, in_a_row: int, args: TrainingArguments, l
     return in_a_row
 
 
-def _loss_of(output: Any) -> torch.Tensor:
+def loss_of(output: Any) -> torch.Tensor:
+    """The loss a model returns when given labels: the tensor itself, ``output.loss`` (transformers' outputs) or the
+    first element of a tuple, so the loop trains minibert's models and transformers' alike."""
     if isinstance(output, torch.Tensor):
         return output
     if getattr(output, "loss", None) is not None:
@@ -694,7 +696,7 @@ def update_step(run: TrainingRun, batch: list[int]) -> torch.Tensor:
         accumulating = world > 1 and k < args.gradient_accumulation_steps - 1  # DDP syncs after the last one
         with run.ddp.no_sync() if accumulating else nullcontext(), _model_checks(run.model, not run.checked):
             with _autocast(run.device, run.precision):
-                loss = _loss_of(run.ddp(**inputs))  # forward: the model computes its own loss
+                loss = loss_of(run.ddp(**inputs))  # forward: the model computes its own loss
             run.scaler.scale(loss.float() * weight).backward()  # backward (fp16: on the scaled loss)
         run.checked = True
         batch_loss += loss.detach().float() * weight
