@@ -167,11 +167,9 @@ def _private_uses(tree: ast.AST, own: str) -> list[str]:
 def test_no_module_notebook_or_benchmark_uses_another_modules_private_names():
     """A name with a leading underscore may change without notice: what another module, a notebook or a benchmark
     needs is public. (Tests may reach inside; the library, the course and the benchmarks may not.)"""
-    problems = [f"{path.relative_to(PACKAGE.parent)}: {use}" for module, path in _modules().items()
+    sources = [*_modules().items(), *(("", path) for path in sorted((PACKAGE.parent / "benchmarks").glob("*.py")))]
+    problems = [f"{path.relative_to(PACKAGE.parent)}: {use}" for module, path in sources
                 for use in _private_uses(ast.parse(path.read_text(encoding="utf-8")), module)]
-    for path in sorted((PACKAGE.parent / "benchmarks").glob("*.py")):
-        problems += [f"{path.relative_to(PACKAGE.parent)}: {use}"
-                     for use in _private_uses(ast.parse(path.read_text(encoding="utf-8")), "")]
     for path in sorted((PACKAGE.parent / "notebooks").glob("*.ipynb")):
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
         # IPython's !shell and %magic lines become `pass`, at their indentation, so that the rest parses
