@@ -71,7 +71,8 @@ def main() -> None:
     if not args.every_window:
         train_f = [f for f in train_f if f["start_positions"] > 0]
     eval_f, eval_w = convert_examples_to_features(eval_ex, tok, *shape)
-    print(f"SQuAD v1.1 dev split by article: {len(train_ex)} train questions ({len(train_f)} {'' if args.every_window else 'answer '}windows), "
+    trained = "windows" if args.every_window else "windows holding their answer"
+    print(f"SQuAD v1.1 dev split by article: {len(train_ex)} train questions ({len(train_f)} {trained}), "
           f"{len(eval_ex)} held-out questions ({len(eval_f)} windows); seq {args.max_seq_length}, stride "
           f"{args.doc_stride}, batch {args.batch_size}, lr {args.lr}, warmup {args.warmup}, {args.epochs} epoch(s), "
           f"dropout {args.dropout}; torch {torch.__version__}, {torch.get_num_threads()} threads, CPU fp32")
