@@ -67,9 +67,8 @@ def main() -> None:
     eval_ex = [e for e in examples if e.title in evals]
     eval_json = {"version": dev["version"], "data": [a for a in dev["data"] if a["title"] in evals]}
     shape = (args.max_seq_length, args.doc_stride, args.max_query_length)
-    train_f, _ = convert_examples_to_features(train_ex, tok, *shape, is_training=True)
-    if not args.every_window:
-        train_f = [f for f in train_f if f["start_positions"] > 0]
+    train_f, _ = convert_examples_to_features(train_ex, tok, *shape, is_training=True,
+                                              answer_windows_only=not args.every_window)
     eval_f, eval_w = convert_examples_to_features(eval_ex, tok, *shape)
     trained = "windows" if args.every_window else "windows holding their answer"
     print(f"SQuAD v1.1 dev split by article: {len(train_ex)} train questions ({len(train_f)} {trained}), "

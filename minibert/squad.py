@@ -114,12 +114,19 @@ class Window:
 
 
 def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer, max_seq_length: int = 384,
-                                 doc_stride: int = 128, max_query_length: int = 64,
-                                 is_training: bool = False) -> Tuple[List[Dict], List[Window]]:
+                                 doc_stride: int = 128, max_query_length: int = 64, is_training: bool = False,
+                                 answer_windows_only: bool = False) -> Tuple[List[Dict], List[Window]]:
     """One feature per window, for :func:`minibert.data.collate`: ``guid``, ``input_ids``, ``token_type_ids``
     and, for training, ``start_positions`` / ``end_positions`` (0 = [CLS] when the answer is not wholly inside
     the window or the question has none); and, in a parallel list, the :class:`Window` that maps the window's
-    tokens back to the context for post-processing."""
+    tokens back to the context for post-processing.
+
+    ``answer_windows_only`` (training only) leaves out the windows of an answerable question that do not hold its
+    answer, so [CLS] is a target only for questions without an answer, where it means "no answer". run_squad keeps
+    every window; on a budget of a few dozen updates the [CLS] targets of answerable questions crowd out learning
+    to find the answer (notebook 13)."""
+    if answer_windows_only and not is_training:
+        raise ValueError("answer_windows_only=True needs is_training=True: evaluation windows are never left out")
     features, windows = [], []
     cache: Dict[str, Tuple[List[str], List[Span]]] = {}
     cls, sep = tokenizer.cls_token, tokenizer.sep_token
@@ -145,13 +152,15 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer, ma
             is_max = [False] * offset + [max_context(spans, span_index, start + i) for i in range(length)] + [False]
             feat = {"guid": f"{ex.qas_id}-{span_index}", "input_ids": tokenizer.convert_tokens_to_ids(tokens),
                     "token_type_ids": [0] * offset + [1] * (length + 1)}
-            windows.append(Window(ex_index, span_index, token_spans, is_max))
             if is_training:
                 if tok_start is not None and start <= tok_start and tok_end < start + length:
                     feat["start_positions"] = tok_start - start + offset
                     feat["end_positions"] = tok_end - start + offset
+                elif answer_windows_only and tok_start is not None:
+                    continue  # an answerable question's window without its answer
                 else:
                     feat["start_positions"] = feat["end_positions"] = 0
+            windows.append(Window(ex_index, span_index, token_spans, is_max))
             features.append(feat)
     return features, windows
 

@@ -106,6 +106,27 @@ def test_answer_outside_window_is_cls_and_bad_span_is_named(tokenizer):
         convert_examples_to_features([bad], tokenizer, is_training=True)
 
 
+def test_answer_windows_only_keeps_no_answer_windows_and_drops_the_rest(tokenizer):
+    context = " ".join(f"w{i}" for i in range(60)) + " answer here."
+    answerable = SquadExample("q1", "where?", context, (("answer", context.index("answer")),))
+    impossible = SquadExample("q2", "where?", context, (), is_impossible=True)
+    shape = dict(max_seq_length=40, doc_stride=20, max_query_length=8)
+    every, every_windows = convert_examples_to_features([answerable, impossible], tokenizer, is_training=True,
+                                                        **shape)
+    kept, kept_windows = convert_examples_to_features([answerable, impossible], tokenizer, is_training=True,
+                                                      answer_windows_only=True, **shape)
+    per_question = len(every) // 2
+    assert per_question >= 3 and len(every_windows) == len(every)
+    holding = [f for f in every[:per_question] if f["start_positions"] > 0]
+    assert 0 < len(holding) < per_question
+    # the answerable question keeps only the windows holding its answer, the other question every window ([CLS])
+    assert kept == holding + every[per_question:]
+    assert [(w.example_index, w.doc_span_index) for w in kept_windows] == \
+        [(w.example_index, w.doc_span_index) for w, f in zip(every_windows, every) if f in kept]
+    with pytest.raises(ValueError, match="needs is_training=True"):
+        convert_examples_to_features([answerable], tokenizer, answer_windows_only=True, **shape)
+
+
 def test_max_answer_length_and_null_answer(tokenizer):
     context = "Alpha beta gamma delta epsilon."
     ex = SquadExample("q", "which?", context, (("gamma", 11),))
