@@ -146,6 +146,9 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer, ma
             tok_start, tok_end = inside[0], inside[-1]
         spans = doc_spans(len(doc_tokens), max_seq_length - len(query) - 3, doc_stride)
         for span_index, (start, length) in enumerate(spans):
+            holds_answer = tok_start is not None and start <= tok_start and tok_end < start + length
+            if answer_windows_only and tok_start is not None and not holds_answer:
+                continue  # an answerable question's window without its answer: not built at all
             tokens = [cls, *query, sep, *doc_tokens[start:start + length], sep]
             offset = len(query) + 2
             token_spans: List[Optional[Span]] = [None] * offset + list(doc_char[start:start + length]) + [None]
@@ -153,11 +156,9 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer, ma
             feat = {"guid": f"{ex.qas_id}-{span_index}", "input_ids": tokenizer.convert_tokens_to_ids(tokens),
                     "token_type_ids": [0] * offset + [1] * (length + 1)}
             if is_training:
-                if tok_start is not None and start <= tok_start and tok_end < start + length:
+                if holds_answer:
                     feat["start_positions"] = tok_start - start + offset
                     feat["end_positions"] = tok_end - start + offset
-                elif answer_windows_only and tok_start is not None:
-                    continue  # an answerable question's window without its answer
                 else:
                     feat["start_positions"] = feat["end_positions"] = 0
             windows.append(Window(ex_index, span_index, token_spans, is_max))
