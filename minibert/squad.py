@@ -20,7 +20,7 @@ import torch
 
 from minibert.data import collate
 from minibert.datasets import SquadExample
-from minibert.metrics import normalize_answer, squad_f1
+from minibert.metrics import normalize_answer, roc_auc, squad_f1, squad_scores
 from minibert.runtime import dry_run_cut, eval_mode
 from minibert.tokenization import is_chinese_char, is_punctuation, is_whitespace
 
@@ -307,6 +307,43 @@ def squad_subset(dataset: dict, ids: set) -> dict:
         if paragraphs:
             data.append({**article, "paragraphs": paragraphs})
     return {**dataset, "data": data}
+
+
+@dataclass
+class NullAnswerScores:
+    """SQuAD 2.0 on held-out questions (official scores, in percent): with the null threshold tuned on the other
+    half of the paragraphs (``honest``) and on the scored questions themselves (``upper_bound``, what
+    evaluate-v2.0.py's ``best_f1`` reports), each threshold, every question's best non-null span, and the ROC
+    AUC of the no-answer score against "has no answer" over all the questions (0.5: the score knows nothing)."""
+
+    honest: Dict[str, float]
+    upper_bound: Dict[str, float]
+    thresholds: Dict[str, float]
+    spans: Dict[str, str]
+    auc: float
+
+
+def score_null_answers(examples: Sequence[SquadExample], windows: Sequence[Window], results: Sequence[SquadResult],
+                       dataset: dict, tune_ids: set, score_ids: set, n_best_size: int = 20,
+                       max_answer_length: int = 30) -> NullAnswerScores:
+    """Score a model's SQuAD 2.0 logits the honest way: tune the null threshold (:func:`best_null_threshold`) on
+    ``tune_ids`` and score ``score_ids`` with it, two halves from :func:`paragraph_halves`; ``dataset`` is the
+    parsed 2.0 file the examples came from. ``results`` may cover a prefix of the windows (a dry run)."""
+    if not tune_ids or not score_ids or tune_ids & score_ids:
+        raise ValueError(f"tune_ids ({len(tune_ids)}) and score_ids ({len(score_ids)}) must be two non-empty, "
+                         "disjoint sets of question ids")
+    _, nbest, null_diff = postprocess_predictions(examples, windows[:len(results)], results, n_best_size,
+                                                  max_answer_length, version_2_with_negative=True,
+                                                  null_score_diff_threshold=float("inf"))
+    spans = {q: next((c["text"] for c in nbest[q] if c["text"]), "") for q in nbest}
+    by_id = {e.qas_id: e for e in examples}
+    scores, thresholds = {}, {}
+    for name, ids in (("honest", tune_ids), ("upper_bound", score_ids)):
+        thresholds[name], _ = best_null_threshold([by_id[q] for q in ids], {q: null_diff[q] for q in ids}, spans)
+        answers = {q: "" if null_diff[q] > thresholds[name] else spans[q] for q in score_ids}
+        scores[name] = squad_scores(squad_subset(dataset, score_ids), answers)
+    auc = roc_auc([null_diff[e.qas_id] for e in examples], [int(e.is_impossible) for e in examples])
+    return NullAnswerScores(scores["honest"], scores["upper_bound"], thresholds, spans, auc)
 
 
 def _sentences(context: str) -> List[str]:

@@ -10,7 +10,8 @@ from minibert.datasets import SquadExample, read_squad
 from minibert.metrics import squad_scores
 from minibert.squad import (SquadResult, best_null_threshold, context_pieces, convert_examples_to_features,
                             doc_spans, first_sentence_baseline, max_context, overlap_baseline, paragraph_halves,
-                            postprocess_predictions, predict_logits, squad_subset, tokenize_context)
+                            postprocess_predictions, predict_logits, score_null_answers, squad_subset,
+                            tokenize_context)
 from minibert.tokenization import BertTokenizer
 
 
@@ -200,3 +201,35 @@ def test_paragraph_halves_keep_a_paragraph_together_and_subset_scores_only_them(
     part = squad_subset(json.loads(path.read_text(encoding="utf-8")), score)
     s = squad_scores(part, {q: "" for q in score})
     assert s["total"] == len(score) and s["NoAns_total"] == sum(e.is_impossible for e in examples if e.qas_id in score)
+
+
+def test_score_null_answers_on_real_2_0_questions(tokenizer):
+    path = data_path("squad", "dev-v2.0-first5articles.json")
+    dataset = json.loads(path.read_text(encoding="utf-8"))
+    examples = [e for e in read_squad(path) if e.title == "Normans"]
+    features, windows = convert_examples_to_features(examples, tokenizer, 128, 48, 32, is_training=True)
+    tune, score = paragraph_halves(examples)
+    # the oracle: gold span where the window holds it, [CLS] elsewhere; every unanswerable question is null
+    perfect = score_null_answers(examples, windows, _oracle(features, windows), dataset, tune, score, 20, 30)
+    assert perfect.honest["f1"] == perfect.upper_bound["f1"] == 100.0 and perfect.auc == 1.0
+    assert perfect.honest["total"] == len(score) and perfect.spans.keys() == {e.qas_id for e in examples}
+    # the reverse: [CLS] high for answerable questions, a span for unanswerable ones; the AUC is 0, and the best
+    # threshold can only answer everything or nothing (evaluate-v2.0's best_f1 = the larger share)
+    reverse = []
+    for f, w in zip(features, windows):
+        s, e = np.zeros(len(f["input_ids"])), np.zeros(len(f["input_ids"]))
+        if examples[w.example_index].is_impossible:
+            first = next(i for i, (span, is_max) in enumerate(zip(w.token_spans, w.token_is_max_context))
+                         if span is not None and is_max)
+            s[first], e[first + 5] = 10.0, 10.0  # 6 words: one word may be "the", which scores as no answer
+        else:
+            s[0] = e[0] = 30.0
+            s[f["start_positions"]] += 10
+            e[f["end_positions"]] += 10
+        reverse.append(SquadResult(s, e))
+    worst = score_null_answers(examples, windows, reverse, dataset, tune, score, 20, 30)
+    no_answer = np.mean([e.is_impossible for e in examples if e.qas_id in score])
+    assert worst.auc == 0.0 and 0 < no_answer < 1
+    assert worst.upper_bound["f1"] == pytest.approx(100 * max(no_answer, 1 - no_answer))
+    with pytest.raises(ValueError, match="disjoint"):
+        score_null_answers(examples, windows, _oracle(features, windows), dataset, tune, tune, 20, 30)
