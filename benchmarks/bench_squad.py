@@ -9,6 +9,11 @@ schedule, the same starting head) and prints both side by side.
 
     python benchmarks/bench_squad.py --seed 1 --json        # one sample of training questions
     python benchmarks/bench_squad.py --train-questions 512 --every-window   # a row of 13's config table
+    python benchmarks/bench_squad.py --v2 --json     # then 13's SQuAD 2.0 phase; the last line is its figures
+
+``--v2`` goes on training the v1.1 model on questions of the offline 2.0 articles but one, at ``--v2-lr``, and
+scores the held-out article's questions as the notebook does: the null threshold tuned on one half of its
+paragraphs and scored on the other, beside never answering, with the AUC of the no-answer score.
 """
 from __future__ import annotations
 
@@ -38,6 +43,10 @@ def parse_args() -> argparse.Namespace:
                    help="train on every window, those without their answer pointing at [CLS], as run_squad does "
                         "(the default, as in 13's fast mode, keeps only windows that hold their answer: v1.1 never "
                         "predicts [CLS])")
+    p.add_argument("--v2", action="store_true", help="then 13's SQuAD 2.0 phase (minibert's model only)")
+    p.add_argument("--v2-questions", type=int, default=400, help="2.0 training questions (13's fast mode: 400)")
+    p.add_argument("--v2-lr", type=float, default=3e-5, help="13's V2_LEARNING_RATE")
+    p.add_argument("--v2-held-out", nargs="+", default=["Normans"], help="2.0 articles scored, never trained on")
     p.add_argument("--json", action="store_true", help="end with one JSON line of the results")
     p.add_argument("--compare-transformers", action="store_true",
                    help="also train transformers' model through the same loop and compare")
@@ -53,8 +62,9 @@ def main() -> None:
     from minibert.datasets import read_squad
     from minibert.metrics import squad_scores
     from minibert.squad import (SquadResult, convert_examples_to_features, first_sentence_baseline,
-                                overlap_baseline, postprocess_predictions)
-    from minibert.training import TrainingArguments, evaluate
+                                overlap_baseline, paragraph_halves, postprocess_predictions, predict_logits,
+                                score_null_answers, squad_subset)
+    from minibert.training import TrainingArguments, evaluate, train
 
     folder = checkpoint_path(None)
     tok = BertTokenizer.from_pretrained(folder)
@@ -118,6 +128,48 @@ def main() -> None:
         print(json.dumps({"task": "squad_v1.1", "seed": args.seed, "ours": frac(rows["minibert"][0]),
                           "baselines": {k: frac(v) for k, v in baselines.items()},
                           "updates": updates, "train_seconds": rows["minibert"][1], "cpu_seconds": cpu}))
+    if not args.v2:
+        return
+
+    # SQuAD 2.0: the v1.1 model goes on training on 2.0 questions, [CLS] the target where there is no answer
+    v2_path = data_path("squad", "dev-v2.0-first5articles.json")
+    v2_file, v2_dev, held = json.loads(v2_path.read_text(encoding="utf-8")), read_squad(v2_path), set(args.v2_held_out)
+    v2_pool = [e for e in v2_dev if e.title not in held]
+    v2_train = [v2_pool[i] for i in np.random.default_rng(args.seed).permutation(len(v2_pool))[:args.v2_questions]]
+    v2_eval = [e for e in v2_dev if e.title in held]
+    v2_train_f, _ = convert_examples_to_features(v2_train, tok, *shape, is_training=True,
+                                                 answer_windows_only=not args.every_window)
+    v2_eval_f, v2_eval_w = convert_examples_to_features(v2_eval, tok, *shape)
+    tune_ids, score_ids = paragraph_halves(v2_eval)
+    model = models["minibert"]
+
+    def v2_score():
+        results = predict_logits(model, v2_eval_f, pad_token_id=tok.pad_token_id)
+        return score_null_answers(v2_eval, v2_eval_w, results, v2_file, tune_ids, score_ids, 20,
+                                  args.max_answer_length)
+
+    before = v2_score()
+    start = time.perf_counter()
+    v2_run = train(model, v2_train_f, replace(targs, learning_rate=args.v2_lr), metrics_fn=None)
+    v2_seconds = time.perf_counter() - start
+    after = v2_score()
+    never = squad_scores(squad_subset(v2_file, score_ids), {q: "" for q in score_ids})
+    print(f"\nSQuAD 2.0: {len(v2_train)} training questions ({np.mean([e.is_impossible for e in v2_train]):.0%} "
+          f"without an answer; {len(v2_train_f)} windows, {v2_run.state.global_step} updates at lr {args.v2_lr}, "
+          f"{v2_seconds:.0f} s), held out {', '.join(sorted(held))}: {len(score_ids)} questions scored with the "
+          f"threshold tuned on the other {len(tune_ids)}")
+    print(f"{'':28s} {'EM':>6s} {'F1':>6s} {'HasAns F1':>10s} {'NoAns F1':>9s} {'AUC':>6s}")
+    for name, sc, auc in (("after 2.0 training", after.honest, after.auc),
+                          ("v1.1 model (before)", before.honest, before.auc), ("never answer", never, None)):
+        print(f"{name:28s} {sc['exact_match']:6.1f} {sc['f1']:6.1f} {sc['HasAns_f1']:10.1f} {sc['NoAns_f1']:9.1f} "
+              + ("" if auc is None else f"{auc:6.3f}"))
+    if args.json:
+        frac = lambda s: {k: s[k] / 100 for k in ("exact_match", "f1", "HasAns_f1", "NoAns_f1")}  # noqa: E731
+        print(json.dumps({"task": "squad_v2.0", "seed": args.seed, "ours": {**frac(after.honest), "auc": after.auc},
+                          "baselines": {"never answer": frac(never),
+                                        "v1.1 model, no 2.0 training": {**frac(before.honest), "auc": before.auc}},
+                          "threshold": after.thresholds["honest"], "scored_questions": len(score_ids),
+                          "updates": v2_run.state.global_step, "train_seconds": v2_seconds}))
 
 
 if __name__ == "__main__":
