@@ -46,11 +46,22 @@ def overlap_choice(ex) -> int:
     return int(np.argmax([len(context & set(e.lower().split())) for e in ex.endings]))
 
 
+def cosine_choices(model, tokenizer, examples, max_seq_length: int) -> np.ndarray:
+    """No training: the ending whose mean-pooled last-layer vector is nearest (cosine) to the context's, each
+    sentence encoded alone (how all-MiniLM-L6-v2 was trained to be used)."""
+    from minibert import features
+    texts = [s for ex in examples for s in (ex.context_sentence, *(f"{ex.start_ending} {e}".strip()
+                                                                      for e in ex.endings))]
+    vectors = features.sentence_vectors(model, tokenizer, texts, max_seq_length, 64).mean[-1]
+    vectors = vectors.reshape(len(examples), 1 + len(examples[0].endings), -1)
+    return features.cosine_similarity(vectors[:, :1], vectors[:, 1:]).argmax(1)
+
+
 def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from minibert import BertForMultipleChoice, BertTokenizer
+    from minibert import BertForMultipleChoice, BertModel, BertTokenizer
     from minibert.assets import checkpoint_path, data_path
     from minibert.datasets import encode_multiple_choice, next_sentence_choices
     from minibert.pretraining import read_book_documents
@@ -100,17 +111,19 @@ def main() -> None:
         rows.update(race({name: model}, train_f, targs,
                          lambda m: evaluate(m, eval_f, 32, "cpu").metrics["accuracy"], callbacks=[every]))
     cpu = time.process_time() - cpu
-    baselines = {"word overlap": np.mean([overlap_choice(ex) == ex.label for ex in eval_ex]), "chance": 0.25}
+    zero_shot = cosine_choices(BertModel.from_pretrained(folder), tok, eval_ex, args.max_seq_length)
+    baselines = {"word overlap": np.mean([overlap_choice(ex) == ex.label for ex in eval_ex]), "chance": 0.25,
+                 "sentence-vector cosine, no training": np.mean(zero_shot == [ex.label for ex in eval_ex])}
     updates = -(-len(train_f) // args.batch_size) * args.epochs
-    print(f"\n{'':14s} {'acc %':>6s} {'train s':>8s} {'eval s':>7s} {'last loss':>9s}")
+    print(f"\n{'':36s} {'acc %':>6s} {'train s':>8s} {'eval s':>7s} {'last loss':>9s}")
     for name, (acc, tr, ev, loss) in rows.items():
-        print(f"{name:14s} {100 * acc:6.1f} {tr:8.1f} {ev:7.1f} {loss:9.4f}")
+        print(f"{name:36s} {100 * acc:6.1f} {tr:8.1f} {ev:7.1f} {loss:9.4f}")
     for name, acc in baselines.items():
-        print(f"{name:14s} {100 * acc:6.1f}")
+        print(f"{name:36s} {100 * acc:6.1f}")
     print(f"{updates} updates; CPU time of training and scoring: {cpu:.0f} s")
     if args.compare_transformers:
         (ao, to, eo, _), (at, tt, et, _) = rows.values()
-        print(f"{'difference':14s} {100 * (ao - at):+6.1f}  time minibert/transformers: train {to / tt:.2f}x, "
+        print(f"{'difference':36s} {100 * (ao - at):+6.1f}  time minibert/transformers: train {to / tt:.2f}x, "
               f"eval {eo / et:.2f}x")
     if args.json:
         print(json.dumps({"task": "swag_like_books", "seed": args.seed, "ours": {"accuracy": rows["minibert"][0]},
