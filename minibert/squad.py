@@ -336,10 +336,10 @@ def score_null_answers(examples: Sequence[SquadExample], windows: Sequence[Windo
                                                   max_answer_length, version_2_with_negative=True,
                                                   null_score_diff_threshold=float("inf"))
     spans = {q: next((c["text"] for c in nbest[q] if c["text"]), "") for q in nbest}
-    by_id = {e.qas_id: e for e in examples}
     scores, thresholds = {}, {}
     for name, ids in (("honest", tune_ids), ("upper_bound", score_ids)):
-        thresholds[name], _ = best_null_threshold([by_id[q] for q in ids], {q: null_diff[q] for q in ids}, spans)
+        half = [e for e in examples if e.qas_id in ids]  # file order, so equal scores tie the same way every run
+        thresholds[name], _ = best_null_threshold(half, {e.qas_id: null_diff[e.qas_id] for e in half}, spans)
         answers = {q: "" if null_diff[q] > thresholds[name] else spans[q] for q in score_ids}
         scores[name] = squad_scores(squad_subset(dataset, score_ids), answers)
     auc = roc_auc([null_diff[e.qas_id] for e in examples], [int(e.is_impossible) for e in examples])
