@@ -61,7 +61,7 @@ def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from minibert import BertForMultipleChoice, BertModel, BertTokenizer
+    from minibert import BertForMultipleChoice, BertTokenizer
     from minibert.assets import checkpoint_path, data_path
     from minibert.datasets import encode_multiple_choice, next_sentence_choices
     from minibert.pretraining import read_book_documents
@@ -104,6 +104,8 @@ def main() -> None:
             print(f"  update {state.global_step}: held-out accuracy {acc:.3f} (first {args.curve_questions})",
                   flush=True)
 
+    # before any training, minibert's encoder is still the checkpoint's (no RNG drawn: eval mode, no dropout)
+    zero_shot = cosine_choices(models["minibert"], tok, eval_ex, args.max_seq_length)
     rows = {}
     cpu = time.process_time()
     for name, model in models.items():
@@ -111,7 +113,6 @@ def main() -> None:
         rows.update(race({name: model}, train_f, targs,
                          lambda m: evaluate(m, eval_f, 32, "cpu").metrics["accuracy"], callbacks=[every]))
     cpu = time.process_time() - cpu
-    zero_shot = cosine_choices(BertModel.from_pretrained(folder), tok, eval_ex, args.max_seq_length)
     baselines = {"word overlap": np.mean([overlap_choice(ex) == ex.label for ex in eval_ex]), "chance": 0.25,
                  "sentence-vector cosine, no training": np.mean(zero_shot == [ex.label for ex in eval_ex])}
     updates = -(-len(train_f) // args.batch_size) * args.epochs
