@@ -53,6 +53,11 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def fractions(scores: dict, keys: tuple[str, ...] = ("exact_match", "f1")) -> dict[str, float]:
+    """The official scripts' percentages as the JSON line's fractions."""
+    return {k: scores[k] / 100 for k in keys}
+
+
 def main() -> None:
     args = parse_args()
     if args.threads:
@@ -124,9 +129,8 @@ def main() -> None:
         print(f"{'difference':22s} {so['exact_match'] - st['exact_match']:+6.1f} {so['f1'] - st['f1']:+6.1f}  "
               f"time minibert/transformers: train {to / tt:.2f}x, eval {eo / et:.2f}x")
     if args.json:
-        frac = lambda s: {"exact_match": s["exact_match"] / 100, "f1": s["f1"] / 100}  # noqa: E731
-        print(json.dumps({"task": "squad_v1.1", "seed": args.seed, "ours": frac(rows["minibert"][0]),
-                          "baselines": {k: frac(v) for k, v in baselines.items()},
+        print(json.dumps({"task": "squad_v1.1", "seed": args.seed, "ours": fractions(rows["minibert"][0]),
+                          "baselines": {k: fractions(v) for k, v in baselines.items()},
                           "updates": updates, "train_seconds": rows["minibert"][1], "cpu_seconds": cpu}))
     if not args.v2:
         return
@@ -164,10 +168,11 @@ def main() -> None:
         print(f"{name:28s} {sc['exact_match']:6.1f} {sc['f1']:6.1f} {sc['HasAns_f1']:10.1f} {sc['NoAns_f1']:9.1f} "
               + ("" if auc is None else f"{auc:6.3f}"))
     if args.json:
-        frac = lambda s: {k: s[k] / 100 for k in ("exact_match", "f1", "HasAns_f1", "NoAns_f1")}  # noqa: E731
-        print(json.dumps({"task": "squad_v2.0", "seed": args.seed, "ours": {**frac(after.honest), "auc": after.auc},
-                          "baselines": {"never answer": frac(never),
-                                        "v1.1 model, no 2.0 training": {**frac(before.honest), "auc": before.auc}},
+        v2_keys = ("exact_match", "f1", "HasAns_f1", "NoAns_f1")
+        ours, v1_model = ({**fractions(s.honest, v2_keys), "auc": s.auc} for s in (after, before))
+        print(json.dumps({"task": "squad_v2.0", "seed": args.seed, "ours": ours,
+                          "baselines": {"never answer": fractions(never, v2_keys),
+                                        "v1.1 model, no 2.0 training": v1_model},
                           "threshold": after.thresholds["honest"], "scored_questions": len(score_ids),
                           "updates": v2_run.state.global_step, "train_seconds": v2_seconds}))
 
