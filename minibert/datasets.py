@@ -380,6 +380,24 @@ def encode_multiple_choice(examples: list[SwagExample], tokenizer, max_seq_lengt
     return features
 
 
+def encode_sentence_choices(examples: list[SwagExample], tokenizer, max_seq_length: int = 64) -> list[dict]:
+    """A bi-encoder's inputs (:class:`minibert.bi_encoder.BiEncoderForMultipleChoice`): the context and each
+    ``start_ending ending`` encoded alone, ``[CLS] text [SEP]`` truncated to `max_seq_length`; ``input_ids``
+    is a list of 1 + num_choices sequences, the context first; ``label`` the true choice."""
+    features = []
+    for ex in examples:
+        if not ex.endings:
+            raise ValueError(f"{ex.source or ex.guid}: example {ex.guid!r} has no choices")
+        texts = [ex.context_sentence, *(f"{ex.start_ending} {e}".strip() for e in ex.endings)]
+        encs = [tokenizer.encode(t, max_length=max_seq_length) for t in texts]
+        feat = {"guid": ex.guid, "input_ids": [e["input_ids"] for e in encs],
+                "token_type_ids": [e["token_type_ids"] for e in encs]}
+        if ex.label is not None:
+            feat["label"] = ex.label
+        features.append(feat)
+    return features
+
+
 def next_sentence_choices(documents: list[list[str]], num_examples: int, num_choices: int = 4, seed: int = 0,
                           name: str = "book", min_words: int = 4, max_words: int = 40) -> list[SwagExample]:
     """A SWAG-like task built from running text, the way SWAG was built (Zellers et al. 2018) but with random

@@ -73,10 +73,11 @@ def run_encoder(model: torch.nn.Module, batch: EncodedBatch, output_attentions: 
                     output_all_encoded_layers=True, output_attentions=output_attentions)
 
 
-def _forward(model: torch.nn.Module, batch: EncodedBatch) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """All encoder layers (list of (batch, seq, hidden)) and the pooled output, on the CPU in float32."""
+def _forward(model: torch.nn.Module, batch: EncodedBatch) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """All encoder layers (list of (batch, seq, hidden)) and the pooled output (None for a BertModel built
+    without its pooler), on the CPU in float32."""
     layers, pooled = run_encoder(model, batch)[:2]
-    return [h.float().cpu() for h in layers], pooled.float().cpu()
+    return [h.float().cpu() for h in layers], None if pooled is None else pooled.float().cpu()
 
 
 # ----------------------------------------------------------------------------------------------------------
