@@ -56,10 +56,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from minibert import BertForMultipleChoice, BertTokenizer
     from minibert.assets import checkpoint_path, data_path
-    from minibert.datasets import encode_multiple_choice, next_sentence_choices
-    from minibert.pretraining import read_book_documents
     from minibert.bi_encoder import BiEncoderForMultipleChoice
-    from minibert.datasets import encode_sentence_choices
+    from minibert.datasets import encode_multiple_choice, encode_sentence_choices, next_sentence_choices
+    from minibert.pretraining import read_book_documents
     from minibert.training import TrainingArguments, evaluate, train
 
     def built(books, n):

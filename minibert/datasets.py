@@ -10,7 +10,6 @@ import csv
 import json
 import numbers
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -364,11 +363,11 @@ def decode_tagged(token_logits: list, label_ids: list, sentences: list[TaggedSen
     return tags
 
 
-def _choice_feature(ex: SwagExample, texts: Callable[[SwagExample], list], tokenizer, max_seq_length: int) -> dict:
-    """One multiple-choice feature: ``texts(ex)`` (the sequences, each a text or a pair) encoded, and the label."""
+def _choice_feature(ex: SwagExample, texts: list[str | tuple[str, str]], tokenizer, max_seq_length: int) -> dict:
+    """One multiple-choice feature: `texts` (the example's sequences, each a text or a pair) encoded, and the label."""
     if not ex.endings:
         raise ValueError(f"{ex.source or ex.guid}: example {ex.guid!r} has no choices")
-    encs = [tokenizer.encode(*(t if isinstance(t, tuple) else (t,)), max_length=max_seq_length) for t in texts(ex)]
+    encs = [tokenizer.encode(*(t if isinstance(t, tuple) else (t,)), max_length=max_seq_length) for t in texts]
     feat = {"guid": ex.guid, "input_ids": [e["input_ids"] for e in encs],
             "token_type_ids": [e["token_type_ids"] for e in encs]}
     if ex.label is not None:
@@ -383,16 +382,15 @@ def _endings(ex: SwagExample) -> list[str]:
 def encode_multiple_choice(examples: list[SwagExample], tokenizer, max_seq_length: int = 64) -> list[dict]:
     """run_swag's inputs: for every ending ``[CLS] context [SEP] start_ending ending [SEP]``; the pair is
     truncated longest-first. ``input_ids`` is a list of one sequence per choice; ``label`` the true choice."""
-    pairs = lambda ex: [(ex.context_sentence, e) for e in _endings(ex)]  # noqa: E731
-    return [_choice_feature(ex, pairs, tokenizer, max_seq_length) for ex in examples]
+    return [_choice_feature(ex, [(ex.context_sentence, e) for e in _endings(ex)], tokenizer, max_seq_length)
+            for ex in examples]
 
 
 def encode_sentence_choices(examples: list[SwagExample], tokenizer, max_seq_length: int = 64) -> list[dict]:
     """A bi-encoder's inputs (:class:`minibert.bi_encoder.BiEncoderForMultipleChoice`): the context and each
     ``start_ending ending`` encoded alone, ``[CLS] text [SEP]`` truncated to `max_seq_length`; ``input_ids``
     is a list of 1 + num_choices sequences, the context first; ``label`` the true choice."""
-    alone = lambda ex: [ex.context_sentence, *_endings(ex)]  # noqa: E731
-    return [_choice_feature(ex, alone, tokenizer, max_seq_length) for ex in examples]
+    return [_choice_feature(ex, [ex.context_sentence, *_endings(ex)], tokenizer, max_seq_length) for ex in examples]
 
 
 def next_sentence_choices(documents: list[list[str]], num_examples: int, num_choices: int = 4, seed: int = 0,
