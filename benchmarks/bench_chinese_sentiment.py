@@ -1,5 +1,6 @@
 """Does pre-training on unlabelled Chinese text help a tiny BERT? A longer run than notebook 10's fast mode
-(about 25 minutes of CPU on one thread, most of it pre-training), so the notebook only points here.
+(about 23 minutes of CPU on one thread, most of it pre-training: 1,367 and 1,335 s for seeds 1 and 2), so the
+notebook only points here.
 
     MINIBERT_DATA=../shared/data OMP_NUM_THREADS=1 python benchmarks/bench_chinese_sentiment.py --seed 0 [--json]
 
