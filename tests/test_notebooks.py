@@ -123,6 +123,24 @@ def test_lean_outputs_drop_widgets_and_scripts_and_paths():
     assert saved[1].text == "saved to <minibert>/runs/x and $MINIBERT_DATA/mrpc\n"
 
 
+def test_sanitize_rules_replace_temporary_names_whole_and_times():
+    """nbval applies tests/nbval_sanitize.cfg's rules in file order: a temporary name whose random letters end like
+    a time (tmpq0k_ab5s) is one <tmp>, as any other, so two runs compare equal whatever names they drew."""
+    from nbval.plugin import get_sanitize_patterns
+
+    rules = get_sanitize_patterns((REPO / "tests" / "nbval_sanitize.cfg").read_text(encoding="utf-8"))
+
+    def sanitize(text: str) -> str:  # as nbval's IPyNbCell.sanitize
+        for regex, replace in dict(rules).items():
+            text = re.sub(regex, replace, text)
+        return text
+
+    for name in ("tmpabcdefgh", "tmpq0k_ab5s", "tmp_x12_3ms", "tmpab_1_9us", "tmp3_q_7min", "tmp0000002h"):
+        assert sanitize(f"$TMPDIR/{name}\n") == "$TMPDIR/<tmp>\n", name
+    assert sanitize("3 steps in 12.3 s (0.52 ms/step), 45.6 it/s\n") == "3 steps in <time> (<time>/step), <rate>\n"
+    assert sanitize("<Foo object at 0x7f3a2c1b5d90>, 2 CPU threads") == "<Foo object at <address>>, <n> CPU threads"
+
+
 def _notebook(path: Path, *cells) -> Path:
     nb = new_notebook(cells=list(cells))
     nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
