@@ -38,7 +38,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))  # mirror, threads, notebook_world
 
 import torch  # noqa: E402
-from threads import session_thread_count  # noqa: E402
+from threads import session_thread_count, shared_thread_count  # noqa: E402
 
 SANITIZE = Path(__file__).resolve().parent / "tests" / "nbval_sanitize.cfg"
 CELL_TIMEOUT = 1800  # seconds a cell may run: beside two busy loops a 2-core machine runs fast mode 2-4x slower
@@ -61,10 +61,14 @@ def pytest_addoption(parser) -> None:
 def pytest_configure(config) -> None:
     """Run the session on the faster thread count for this machine's load (see tests/threads.py); set nbval's
     defaults for this course when it runs."""
-    n, timings = session_thread_count()
-    torch.set_num_threads(n)
-    probe = ", ".join(f"{k} thread(s) {v * 1e3:.0f} ms" for k, v in timings.items()) or "OMP_NUM_THREADS"
-    _HEADER.append(f"torch threads: {n} (probe: {probe})")
+    workers = getattr(config.option, "numprocesses", None)  # pytest-xdist's -n, in its controller (runs no test)
+    if isinstance(workers, int) and workers > 0 and "OMP_NUM_THREADS" not in os.environ:
+        _HEADER.append(f"torch threads: {shared_thread_count(workers)} in each of {workers} workers")
+    else:
+        n, timings = session_thread_count()
+        torch.set_num_threads(n)
+        probe = ", ".join(f"{k} thread(s) {v * 1e3:.0f} ms" for k, v in timings.items()) or "OMP_NUM_THREADS"
+        _HEADER.append(f"torch threads: {n} (probe: {probe})")
     opt = config.option
     if getattr(opt, "write_outputs", False):
         opt.nbval_lax, opt.nbval = True, False

@@ -212,3 +212,19 @@ def test_harness_saves_outputs_and_reports_one_failure_per_notebook(tmp_path):
     assert "NameError" not in log
     assert "hung.ipynb: the kernel used no CPU for 10 s" in results["hung::Cell 0"][1]
     assert "died.ipynb: the kernel died while this cell ran (exit code -9" in results["died::Cell 0"][1]
+
+
+def test_parallel_workers_share_the_cores_and_skip_the_probe(monkeypatch):
+    """Under pytest -n (make test's tests/ and dry run) each worker takes its share of the cores, at least 1,
+    without the probe (two at once would time each other's load); OMP_NUM_THREADS still wins."""
+    import threads
+
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 8)
+    assert [threads.shared_thread_count(w) for w in (1, 2, 3, 16)] == [8, 4, 2, 1]
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    monkeypatch.setattr(threads.subprocess, "run", lambda *a, **k: pytest.fail("probed under xdist"))
+    unprobed = threads.session_thread_count.__wrapped__  # not the session's cached count
+    assert unprobed() == (4, {})
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert unprobed() == (3, {})

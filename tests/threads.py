@@ -11,6 +11,8 @@ session has set its own count, torch.set_num_threads(2) did not give two running
 alike and the choice became a coin flip (a busy machine then ran a notebook on 2 threads, 10x slower). Probed
 again before each notebook, even in a fresh process, a loaded machine still gave some notebooks 2 threads; so the
 count is chosen once per session, and every notebook runs on the count the session's header reports.
+Under pytest-xdist (``make test`` runs tests/ and the dry run on 2 workers) each worker takes its share of
+the cores instead.
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ def _probe() -> dict[int, float]:
     return timings
 
 
+def shared_thread_count(workers: int) -> int:
+    """Threads for each of `workers` parallel test processes (pytest-xdist): the cores shared out among them, not
+    probed, since two probes at once would each time the other's load."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 @functools.cache
 def session_thread_count() -> tuple[int, dict[int, float]]:
     """(the faster of 1 and torch's default thread count, seconds each took on the probe), measured at the first
@@ -51,6 +59,8 @@ def session_thread_count() -> tuple[int, dict[int, float]]:
         if not value.isdigit() or int(value) < 1:
             raise ValueError(f"OMP_NUM_THREADS={value!r}: set it to a number of threads (1 or more), or unset it")
         return int(value), {}
+    if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # one of the parallel workers of pytest -n
+        return shared_thread_count(int(os.environ["PYTEST_XDIST_WORKER_COUNT"])), {}
     out = subprocess.run([sys.executable, __file__], capture_output=True, text=True, check=True, timeout=300)
     timings = {int(k): v for k, v in json.loads(out.stdout).items()}
     # all cores only when clearly faster (idle 2 cores: 0.55x of 1 thread): a loaded machine's timings swing, and
